@@ -1,0 +1,98 @@
+"""Registry commands (topic registry.commands)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from commands.base import (
+    Command,
+    FreeDict,
+    Metrics,
+    Name,
+    SemVer,
+    Sha256,
+    ShortText,
+    Stage,
+    Tags,
+    Text,
+    Uri,
+)
+
+
+class RegistryCommand(Command):
+    context = "registry"
+
+
+class RegisterModel(RegistryCommand):
+    # v2 renamed v1's `purpose` to `intended_use` (seed 000's wording); see commands.upcasting.
+    schema_version = 2
+    name: Name
+    description: Text
+    intended_use: Text
+    limitations: Text
+    owner: Name | None = None
+    tags: Tags = {}
+
+
+class UpdateModelMetadata(RegistryCommand):
+    name: Name
+    description: Text | None = None
+    intended_use: Text | None = None
+    limitations: Text | None = None
+    tags: Tags | None = None
+
+
+class RegisterDataset(RegistryCommand):
+    name: Name
+    version: SemVer
+    uri: Uri
+    checksum: Sha256
+    description: ShortText = ""
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    uri: Uri
+    sha256: Sha256
+    signature: ShortText
+
+
+class DatasetRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: Name
+    version: SemVer
+    checksum: Sha256
+
+
+class Lineage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    parent_version: SemVer | None = None
+    dataset: DatasetRef | None = None
+    training_config: FreeDict = {}
+    environment: FreeDict = {}
+    code_revision: ShortText | None = None
+
+
+class RegisterModelVersion(RegistryCommand):
+    model_name: Name
+    version: SemVer
+    artifact: Artifact
+    lineage: Lineage = Lineage()
+    metrics: Metrics = {}
+
+
+class TransitionStage(RegistryCommand):
+    model_name: Name
+    version: SemVer
+    stage: Stage
+
+
+class RollbackProduction(RegistryCommand):
+    model_name: Name
+    reason: Text
+
+
+class ArchiveModelVersion(RegistryCommand):
+    model_name: Name
+    version: SemVer
+    reason: ShortText = ""

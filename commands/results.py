@@ -1,0 +1,42 @@
+"""The result published on commands.results for every command that is not dead-lettered."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EventRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    event_id: UUID
+    aggregate_id: UUID
+    version: int
+
+
+class CommandResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    command_id: str
+    status: Literal["accepted", "rejected"]
+    reason_code: str | None = None
+    sub_code: str | None = None
+    message: str | None = None
+    events: list[EventRef] = []
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True).encode()
+
+    @classmethod
+    def rejected(
+        cls, command_id: str, reason_code: str, message: str, sub_code: str | None = None
+    ) -> CommandResult:
+        return cls(
+            command_id=command_id,
+            status="rejected",
+            reason_code=reason_code,
+            sub_code=sub_code,
+            message=message,
+        )

