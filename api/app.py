@@ -1,0 +1,161 @@
+"""The FastAPI application: commands in, read models out. Every route but the probes needs a JWT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from confluent_kafka import Producer
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from psycopg import Connection
+
+from api import schemas
+from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
+from projections import queries
+from veritas import kafka, pg
+from veritas.auth import AuthError, Principal, authenticate, authorize
+from veritas.bootstrap import Container, bootstrap
+
+REQUESTS = Counter("veritas_api_requests_total", "API requests", ["route", "status"])
+
+
+def create_app(container: Container | None = None) -> FastAPI:
+    c = container or bootstrap()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.producer = Producer(c.kafka_config(**{"enable.idempotence": True, "linger.ms": 1}))
+        yield
+        app.state.producer.flush(5)
+        c.close()
+
+    app = FastAPI(title="Veritas", version="0.1.0", lifespan=lifespan,
+                  description="Event-sourced control plane for ML models.")
+    app.state.container = c
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        code = 401 if exc.reason_code == "unauthenticated" else 403
+        headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        return JSONResponse({"detail": exc.message, "reason_code": exc.reason_code}, code, headers=headers)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    _probe_routes(app, c)
+    _command_routes(app, c)
+    from api.reads import read_routes
+
+    read_routes(app, c)
+    return app
+
+
+def principal(request: Request) -> Principal:
+    c: Container = request.app.state.container
+    return authenticate(c.settings, request.headers.get("authorization"))
+
+
+def reader(action: str) -> Any:
+    def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
+        authorize(p, action)
+        return p
+
+    return Depends(dep)
+
+
+def db(request: Request) -> Any:
+    c: Container = request.app.state.container
+    with c.pool.connection() as conn:
+        yield conn
+
+
+Db = Annotated[Connection, Depends(db)]
+
+
+def _probe_routes(app: FastAPI, c: Container) -> None:
+    @app.get("/health", tags=["probes"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["probes"], responses={503: {"model": schemas.ErrorBody}})
+    def ready() -> dict[str, Any]:
+        checks = {"postgres": pg.is_ready(c.settings.dsn), "kafka": kafka.broker_ready(c.settings)}
+        if not all(checks.values()):
+            raise HTTPException(503, f"not ready: {json.dumps(checks)}")
+        return {"status": "ready", **checks}
+
+    @app.get("/metrics", tags=["probes"], response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _partition_key(cmd: schemas.CommandRequest, command_id: str) -> str:
+    p = cmd.payload
+    return str(p.get("model_name") or p.get("name") or p.get("submission_id") or command_id)
+
+
+def _command_routes(app: FastAPI, c: Container) -> None:
+    @app.post("/commands", status_code=202, tags=["commands"],
+              responses={200: {"model": schemas.CommandStatus}, 401: {"model": schemas.ErrorBody},
+                         422: {"model": schemas.ErrorBody}})
+    async def post_command(
+        body: schemas.CommandRequest, request: Request, p: Annotated[Principal, Depends(principal)],
+        wait: bool = False,
+    ) -> Any:
+        cls = COMMAND_TYPES.get(body.type)
+        if cls is None:
+            raise HTTPException(422, f"unknown command type {body.type!r}; known: {sorted(COMMAND_TYPES)}")
+        authorize(p, body.type)
+        command_id = body.command_id or str(uuid.uuid4())
+        envelope = {
+            "command_id": command_id, "type": body.type,
+            "schema_version": body.schema_version or cls.schema_version,
+            "issued_at": c.clock().isoformat(), "correlation_id": body.correlation_id,
+            "payload": body.payload,
+        }
+        producer: Producer = request.app.state.producer
+        producer.produce(COMMAND_TOPICS[cls.context], key=_partition_key(body, command_id),
+                         value=json.dumps(envelope).encode(),
+                         headers=[("authorization", request.headers["authorization"].encode())])
+        await asyncio.to_thread(producer.flush, 10)
+        if wait:
+            status = await _wait_for(c, command_id)
+            if status is not None:
+                return JSONResponse(schemas.CommandStatus(**status).model_dump(mode="json"), 200)
+        return schemas.CommandAccepted(command_id=command_id)
+
+    @app.get("/commands/{command_id}", response_model=schemas.CommandStatus, tags=["commands"],
+             responses={404: {"model": schemas.ErrorBody}})
+    def get_command(command_id: str, conn: Db, _: Principal = reader("read:registry")) -> Any:
+        row = queries.get_command_status(conn, command_id)
+        if row is None:
+            raise HTTPException(404, f"no result for command {command_id} (yet)")
+        return row
+
+
+async def _wait_for(c: Container, command_id: str) -> dict[str, Any] | None:
+    """Read-your-writes: wait for the result and for every event it produced to be projected."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + c.settings.wait_timeout_s
+    while loop.time() < deadline:
+        with c.pool.connection() as conn:
+            row = queries.get_command_status(conn, command_id)
+            if row is not None and queries.events_projected(
+                conn, [(e["aggregate_id"], e["version"]) for e in row["events"]]
+            ):
+                return row
+        await asyncio.sleep(0.02)
+    return None
+
+
+app_factory = create_app

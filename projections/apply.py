@@ -1,0 +1,78 @@
+"""Apply one Kafka record to the read models, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from psycopg import Connection, Cursor
+from psycopg.types.json import Jsonb
+from pydantic import ValidationError
+
+from commands.results import CommandResult
+from events.envelope import EventEnvelope
+from projections import governance, registry
+from projections.registry import Projection
+
+PROJECTIONS: dict[str, Projection] = {**registry.PROJECTIONS, **governance.PROJECTIONS}
+EVENT_TOPICS = ("registry.events", "governance.events", "training.events", "serving.events",
+                "monitoring.events")
+RESULTS_TOPIC = "commands.results"
+
+
+def _command_status(cur: Cursor, value: bytes) -> None:
+    r = CommandResult.model_validate_json(value)
+    cur.execute(
+        "INSERT INTO rm_command_status (command_id, status, reason_code, sub_code, message, events)"
+        " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (command_id) DO NOTHING",
+        (r.command_id, r.status, r.reason_code, r.sub_code, r.message,
+         Jsonb([e.model_dump(mode="json") for e in r.events])),
+    )
+
+
+def _event(cur: Cursor, topic: str, partition: int, offset: int, value: bytes) -> None:
+    env = EventEnvelope.from_bytes(value)
+    cur.execute(
+        "INSERT INTO rm_audit_log (aggregate_id, version, aggregate_type, event_id, type, actor,"
+        " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
+        (env.aggregate_id, env.version, env.aggregate_type, env.event_id, env.type, env.actor,
+         env.occurred_at, env.correlation_id, env.causation_id, Jsonb(env.to_json_dict()), topic,
+         partition, offset),
+    )
+    if cur.fetchone() is None:
+        return  # this aggregate version was already projected: never apply an event twice
+    handler = PROJECTIONS.get(env.type)
+    if handler is not None:
+        handler(cur, env)
+
+
+def apply_record(conn: Connection, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
+    """Returns False when the record could not be projected (it is kept in rm_projection_errors)."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:  # a savepoint: one bad record spoils nothing
+            if value is None:
+                raise ValueError("empty record")
+            if topic == RESULTS_TOPIC:
+                _command_status(cur, value)
+            else:
+                _event(cur, topic, partition, offset, value)
+        return True
+    except (ValueError, ValidationError, KeyError) as exc:
+        conn.execute(
+            "INSERT INTO rm_projection_errors (topic, kafka_partition, kafka_offset, error, raw)"
+            " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            (topic, partition, offset, f"{type(exc).__name__}: {exc}"[:2000], value),
+        )
+        return False
+
+
+def save_positions(conn: Connection, positions: dict[tuple[str, int], int]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO rm_projection_positions (topic, kafka_partition, kafka_offset) VALUES (%s,%s,%s)"
+            " ON CONFLICT (topic, kafka_partition) DO UPDATE SET kafka_offset = excluded.kafka_offset",
+            [(t, p, o) for (t, p), o in positions.items()],
+        )
+
+
+def load_positions(conn: Connection) -> dict[tuple[str, int], int]:
+    rows = conn.execute("SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions")
+    return {(t, p): o for t, p, o in rows.fetchall()}

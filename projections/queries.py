@@ -1,0 +1,142 @@
+"""Plain read functions over the read-model tables. Never loads an aggregate."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("invalid cursor") from None
+
+
+def _all(conn: Connection, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query.encode(), params)
+        return cur.fetchall()
+
+
+def _one(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> Row | None:
+    rows = _all(conn, query, params)
+    return rows[0] if rows else None
+
+
+def list_models(
+    conn: Connection, *, owner: str | None, stage: str | None, q: str | None, limit: int, after: str | None
+) -> list[Row]:
+    where, params = ["TRUE"], []
+    if owner:
+        where.append("m.owner = %s")
+        params.append(owner)
+    if q:
+        where.append("(m.name ILIKE %s OR m.description ILIKE %s)")
+        params += [f"%{q}%", f"%{q}%"]
+    if stage:
+        where.append("EXISTS (SELECT 1 FROM rm_model_versions v WHERE v.model_name = m.name AND v.stage = %s)")
+        params.append(stage)
+    if after:
+        where.append("m.name > %s")
+        params.append(after)
+    params.append(limit)
+    return _all(conn, f"SELECT * FROM rm_models m WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s", params)
+
+
+def get_model(conn: Connection, name: str) -> Row | None:
+    return _one(conn, "SELECT * FROM rm_models WHERE name = %s", (name,))
+
+
+def list_versions(conn: Connection, name: str) -> list[Row]:
+    return _all(
+        conn,
+        "SELECT * FROM rm_model_versions WHERE model_name = %s ORDER BY major, minor, patch",
+        (name,),
+    )
+
+
+def get_version(conn: Connection, name: str, version: str) -> Row | None:
+    return _one(conn, "SELECT * FROM rm_model_versions WHERE model_name = %s AND version = %s", (name, version))
+
+
+def stage_history(conn: Connection, name: str, version: str) -> list[Row]:
+    return _all(
+        conn,
+        "SELECT * FROM rm_stage_history WHERE model_name = %s AND version = %s ORDER BY occurred_at, event_version",
+        (name, version),
+    )
+
+
+def list_datasets(conn: Connection, *, name: str | None, limit: int, after: str | None) -> list[Row]:
+    where, params = ["TRUE"], []
+    if name:
+        where.append("name = %s")
+        params.append(name)
+    if after:
+        where.append("(name || '@' || version) > %s")
+        params.append(after)
+    params.append(limit)
+    return _all(
+        conn,
+        f"SELECT * FROM rm_datasets WHERE {' AND '.join(where)} ORDER BY name || '@' || version LIMIT %s",
+        params,
+    )
+
+
+def list_submissions(
+    conn: Connection, *, status: str | None, model_name: str | None, awaiting: str | None, limit: int,
+    after: str | None,
+) -> list[Row]:
+    where, params = ["TRUE"], []
+    if status:
+        where.append("status = %s")
+        params.append(status)
+    if model_name:
+        where.append("model_name = %s")
+        params.append(model_name)
+    if awaiting:  # the approval queue: pending, not the approver's own, not yet approved by them
+        where.append("status = 'pending' AND submitted_by <> %s AND NOT approvers @> %s::jsonb")
+        params += [awaiting, f'[{{"approver": "{awaiting}"}}]']
+    if after:
+        where.append("submission_id::text > %s")
+        params.append(after)
+    params.append(limit)
+    return _all(
+        conn,
+        f"SELECT * FROM rm_submissions WHERE {' AND '.join(where)} ORDER BY submission_id::text LIMIT %s",
+        params,
+    )
+
+
+def get_command_status(conn: Connection, command_id: str) -> Row | None:
+    return _one(conn, "SELECT * FROM rm_command_status WHERE command_id = %s", (command_id,))
+
+
+def events_projected(conn: Connection, refs: list[tuple[str, int]]) -> bool:
+    if not refs:
+        return True
+    rows = _all(
+        conn,
+        "SELECT count(*) AS n FROM rm_audit_log a JOIN unnest(%s::uuid[], %s::int[]) AS r(id, v)"
+        " ON a.aggregate_id = r.id AND a.version = r.v",
+        ([r[0] for r in refs], [r[1] for r in refs]),
+    )
+    return int(rows[0]["n"]) == len(refs)
+
+
+def audit_trail(conn: Connection, aggregate_type: str, aggregate_id: str) -> list[Row]:
+    return _all(
+        conn,
+        "SELECT envelope FROM rm_audit_log WHERE aggregate_type = %s AND aggregate_id = %s ORDER BY version",
+        (aggregate_type, aggregate_id),
+    )

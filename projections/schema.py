@@ -1,0 +1,71 @@
+"""Read-model tables, owned by the projections. Migrations run in order at start, each once."""
+
+from __future__ import annotations
+
+from psycopg import Connection, sql
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE rm_models (
+        name text PRIMARY KEY, aggregate_id uuid NOT NULL, description text NOT NULL,
+        intended_use text NOT NULL, limitations text NOT NULL, owner text NOT NULL,
+        tags jsonb NOT NULL DEFAULT '{}', production_version text, staging_version text,
+        version_count int NOT NULL DEFAULT 0, created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL);
+    CREATE TABLE rm_model_versions (
+        model_name text NOT NULL, version text NOT NULL, aggregate_id uuid NOT NULL,
+        major int NOT NULL, minor int NOT NULL, patch int NOT NULL, stage text NOT NULL,
+        artifact jsonb NOT NULL, lineage jsonb NOT NULL, metrics jsonb NOT NULL,
+        registered_by text NOT NULL, approvals jsonb NOT NULL DEFAULT '[]',
+        created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+        PRIMARY KEY (model_name, version));
+    CREATE TABLE rm_stage_history (
+        aggregate_id uuid NOT NULL, event_version int NOT NULL, model_name text NOT NULL,
+        version text NOT NULL, from_stage text NOT NULL, to_stage text NOT NULL,
+        reason text NOT NULL, actor text NOT NULL, occurred_at timestamptz NOT NULL,
+        PRIMARY KEY (aggregate_id, event_version));
+    CREATE INDEX rm_stage_history_model ON rm_stage_history (model_name, occurred_at);
+    CREATE TABLE rm_datasets (
+        name text NOT NULL, version text NOT NULL, uri text NOT NULL, checksum text NOT NULL,
+        description text NOT NULL, registered_by text NOT NULL, created_at timestamptz NOT NULL,
+        PRIMARY KEY (name, version));
+    CREATE TABLE rm_submissions (
+        submission_id uuid PRIMARY KEY, model_name text NOT NULL, version text NOT NULL,
+        target_stage text NOT NULL, justification text NOT NULL, submitted_by text NOT NULL,
+        required_approvals int NOT NULL, approvers jsonb NOT NULL DEFAULT '[]',
+        status text NOT NULL, decided_by text, reason text,
+        created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+    CREATE INDEX rm_submissions_status ON rm_submissions (status, created_at);
+    CREATE TABLE rm_audit_log (
+        aggregate_id uuid NOT NULL, version int NOT NULL, aggregate_type text NOT NULL,
+        event_id uuid NOT NULL, type text NOT NULL, actor text NOT NULL,
+        occurred_at timestamptz NOT NULL, correlation_id text NOT NULL, causation_id text NOT NULL,
+        envelope jsonb NOT NULL, topic text NOT NULL, kafka_partition int NOT NULL,
+        kafka_offset bigint NOT NULL, PRIMARY KEY (aggregate_id, version));
+    CREATE INDEX rm_audit_log_type ON rm_audit_log (aggregate_type, aggregate_id);
+    CREATE TABLE rm_command_status (
+        command_id text PRIMARY KEY, status text NOT NULL, reason_code text, sub_code text,
+        message text, events jsonb NOT NULL DEFAULT '[]', recorded_at timestamptz NOT NULL DEFAULT now());
+    CREATE TABLE rm_projection_positions (
+        topic text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
+        PRIMARY KEY (topic, kafka_partition));
+    CREATE TABLE rm_projection_errors (
+        topic text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
+        error text NOT NULL, raw bytea, PRIMARY KEY (topic, kafka_partition, kafka_offset));
+    """,
+]
+
+
+def migrate(conn: Connection, schema: str = "public") -> int:
+    """Apply pending migrations in `schema`; returns how many ran."""
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute("CREATE TABLE IF NOT EXISTS rm_migrations (version int PRIMARY KEY)")
+        conn.execute("LOCK TABLE rm_migrations IN EXCLUSIVE MODE")
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM rm_migrations").fetchone()
+        done = int(row[0]) if row else 0
+        for version, ddl in enumerate(MIGRATIONS[done:], start=done + 1):
+            conn.execute(ddl.encode())
+            conn.execute("INSERT INTO rm_migrations (version) VALUES (%s)", (version,))
+        return len(MIGRATIONS) - done

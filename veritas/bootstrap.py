@@ -1,0 +1,58 @@
+"""One place that wires settings, the event store, Postgres, the Kafka clients and the clock.
+The API, every worker, the CLI and the tests all call bootstrap()."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from veritas import kafka
+from veritas.eventstore import EventStore, PostgresEventStore, datastore_from_dsn
+from veritas.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock = utc_now
+    _store: EventStore | None = field(default=None, repr=False)
+
+    @cached_property
+    def store(self) -> EventStore:
+        if self._store is not None:
+            return self._store
+        store = PostgresEventStore(datastore_from_dsn(self.settings.dsn, self.settings.db_schema))
+        store.create_tables()
+        return store
+
+    @cached_property
+    def pool(self) -> ConnectionPool:
+        pool = ConnectionPool(self.settings.dsn, min_size=1, max_size=8, open=True, timeout=10)
+        return pool
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        return kafka.client_config(self.settings, **extra)
+
+    def close(self) -> None:
+        if "pool" in self.__dict__:
+            self.pool.close()
+        store = self.__dict__.get("store")
+        if isinstance(store, PostgresEventStore):
+            store.datastore.close()
+
+
+def bootstrap(
+    settings: Settings | None = None, *, store: EventStore | None = None, clock: Clock | None = None
+) -> Container:
+    return Container(settings=settings or Settings(), clock=clock or utc_now, _store=store)

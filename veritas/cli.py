@@ -1,0 +1,103 @@
+"""The `veritas` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import httpx
+import typer
+
+from veritas import services
+from veritas.auth import issue_token
+from veritas.bootstrap import bootstrap
+from veritas.client import ResultWatcher, envelope, send
+from veritas.settings import Settings
+
+app = typer.Typer(help="Veritas: event-sourced control plane for ML models.", no_args_is_help=True)
+
+
+@app.command()
+def up() -> None:
+    """Start Kafka, Postgres, the workers and the API in the background (idempotent)."""
+    s = Settings()
+    services.up(s)
+    typer.echo(f"veritas is up: API {s.api_url}, Kafka {s.kafka_bootstrap_servers}, logs {s.log_dir}")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `up` started, by pid (harmless when nothing runs)."""
+    services.down(Settings())
+    typer.echo("veritas is down")
+
+
+@app.command()
+def status() -> None:
+    """Show each component's health; exit 1 if any is unhealthy."""
+    rows = services.status(Settings())
+    for h in rows:
+        typer.echo(f"{h.component:<16} {'healthy' if h.healthy else 'DOWN':<8} {h.detail}")
+    raise typer.Exit(0 if all(h.healthy for h in rows) else 1)
+
+
+@app.command()
+def token(
+    subject: Annotated[str, typer.Option("--subject", "-s")],
+    role: Annotated[list[str], typer.Option("--role", "-r")],
+    ttl: int = 3600,
+) -> None:
+    """Print a JWT for local use."""
+    try:
+        typer.echo(issue_token(Settings(), subject, role, ttl))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("send")
+def send_cmd(
+    command_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    payload: Annotated[str, typer.Option("--json", help="the command payload as JSON")],
+    token_: Annotated[str, typer.Option("--token", envvar="VERITAS_TOKEN")],
+    command_id: str | None = None,
+    wait: float = 15.0,
+) -> None:
+    """Publish a command to its Kafka topic and print its result."""
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        typer.echo(f"error: --json is not valid JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    c = bootstrap()
+    env = envelope(command_type, body, command_id)
+    watcher = ResultWatcher(c)
+    send(c, token_, env, key=str(body.get("model_name") or body.get("name") or env["command_id"]))
+    result = watcher.wait(env["command_id"], wait)
+    watcher.close()
+    typer.echo(json.dumps(result or {"command_id": env["command_id"], "status": "pending"}, indent=2))
+    raise typer.Exit(0 if result and result["status"] == "accepted" else 1)
+
+
+@app.command()
+def query(
+    path: Annotated[str, typer.Argument(help="API path, e.g. /models/iris")],
+    token_: Annotated[str, typer.Option("--token", envvar="VERITAS_TOKEN")],
+) -> None:
+    """GET a read-model API path and print the JSON."""
+    r = httpx.get(f"{Settings().api_url}{path}", headers={"authorization": f"Bearer {token_}"}, timeout=10)
+    typer.echo(json.dumps(r.json(), indent=2))
+    raise typer.Exit(0 if r.is_success else 1)
+
+
+@app.command()
+def demo() -> None:
+    """Run the end-to-end demo against a running stack (`veritas up` first)."""
+    from veritas.demo import run
+
+    sys.exit(run(Settings()))
+
+
+if __name__ == "__main__":
+    app()

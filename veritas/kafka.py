@@ -1,0 +1,105 @@
+"""Kafka: topics as code, client configuration and the embedded broker's lifecycle
+(infra/kafka/kafka.sh)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from veritas.settings import ROOT, Settings
+
+KAFKA_SCRIPT = ROOT / "infra" / "kafka" / "kafka.sh"
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+RELAY_POSITION_TOPIC = "veritas.relay.position"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int | None = None  # None: settings.topic_partitions
+    config: dict[str, str] = field(default_factory=dict)
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("registry.commands"),
+    TopicSpec("governance.commands"),
+    TopicSpec("training.commands"),
+    TopicSpec("commands.results"),
+    TopicSpec("commands.dlq", config={"retention.ms": "-1"}),
+    TopicSpec("registry.events", config=FOREVER),
+    TopicSpec("governance.events", config=FOREVER),
+    TopicSpec("training.events", config=FOREVER),
+    TopicSpec("serving.events", config=FOREVER),
+    TopicSpec("monitoring.events", config=FOREVER),
+    TopicSpec("inference.requests"),
+    TopicSpec("inference.results"),
+    # Internal: the relay's committed position, written in the same Kafka transaction as the events.
+    TopicSpec(RELAY_POSITION_TOPIC, partitions=1, config={"cleanup.policy": "compact"}),
+)
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **extra}
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create every topic that does not exist yet. Returns the names created."""
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(
+            t.name,
+            num_partitions=t.partitions or settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            config={"min.insync.replicas": str(settings.topic_min_insync_replicas), **t.config},
+        )
+        for t in TOPICS
+        if t.name not in existing
+    ]
+    created = []
+    for name, fut in (admin.create_topics(wanted, request_timeout=timeout_s).items() if wanted else []):
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def broker_ready(settings: Settings, timeout_s: float = 3.0) -> bool:
+    try:
+        AdminClient(client_config(settings)).list_topics(timeout=timeout_s)
+        return True
+    except KafkaException:
+        return False
+
+
+def broker(settings: Settings, action: str) -> None:
+    """Run infra/kafka/kafka.sh fetch|start|stop for the embedded broker."""
+    subprocess.run(
+        [
+            "env",
+            f"KAFKA_PORT={settings.kafka_port}",
+            f"KAFKA_DATA_DIR={settings.kafka_data_dir}",
+            f"KAFKA_HEAP={settings.kafka_heap}",
+            "bash",
+            str(KAFKA_SCRIPT),
+            action,
+        ],
+        check=True,
+    )
+
+
+def broker_pid(settings: Settings) -> int | None:
+    try:
+        value = int((settings.kafka_data_dir / "broker.pid").read_text().strip())
+        os.kill(value, 0)
+        return value
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,144 @@
+"""`veritas up|down|status`: start and stop the local stack. Every process we start is recorded by
+pid under var/run and stopped by that pid (its process group), never by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from projections.schema import migrate
+from veritas import kafka, pg
+from veritas.bootstrap import bootstrap
+from veritas.settings import ROOT, Settings
+from workers.base import METRICS_PORT_OFFSET
+
+WORKERS = ("command-handler", "relay", "projector")
+
+
+def _commands(s: Settings) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "command-handler": [py, "-m", "workers.command_handler"],
+        "relay": [py, "-m", "workers.relay"],
+        "projector": [py, "-m", "workers.projector"],
+        "api": [py, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(s.api_port),
+                "--no-access-log", "--log-level", "warning"],
+    }
+
+
+def _pidfile(s: Settings, name: str) -> Path:
+    return s.run_dir / f"{name}.pid"
+
+
+def service_pid(s: Settings, name: str) -> int | None:
+    try:
+        value = int(_pidfile(s, name).read_text().strip())
+        os.kill(value, 0)
+    except (OSError, ValueError):
+        return None
+    cmdline = Path(f"/proc/{value}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    marker = "api.main:app" if name == "api" else _commands(s)[name][2]
+    return value if marker in cmdline else None  # a reused pid is not ours
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+            return 200 <= r.status < 300
+    except OSError:
+        return False
+
+
+def _service_healthy(s: Settings, name: str) -> bool:
+    if service_pid(s, name) is None:
+        return False
+    if name == "api":
+        return _http_ok(f"{s.api_url}/health")
+    return _http_ok(f"http://127.0.0.1:{s.metrics_port_base + METRICS_PORT_OFFSET[name]}/metrics")
+
+
+def prepare(s: Settings) -> None:
+    """Start the infrastructure and create topics, tables and read models (idempotent)."""
+    for d in (s.var_dir, s.run_dir, s.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    if s.kafka_embedded:
+        kafka.broker(s, "start")
+    if s.pg_embedded:
+        pg.start(s)
+    kafka.ensure_topics(s)
+    container = bootstrap(s)
+    _ = container.store  # creates the event-store tables
+    with psycopg.connect(s.dsn, autocommit=True) as conn:
+        migrate(conn, s.db_schema)
+    container.close()
+
+
+def up(s: Settings, timeout_s: float = 90.0) -> None:
+    prepare(s)
+    for name, cmd in _commands(s).items():
+        if service_pid(s, name) is not None:
+            continue
+        with (s.log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        _pidfile(s, name).write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout_s
+    pending = set(_commands(s))
+    while pending and time.monotonic() < deadline:
+        pending = {n for n in pending if not _service_healthy(s, n)}
+        time.sleep(0.3)
+    if pending:
+        raise RuntimeError(f"not healthy after {timeout_s:.0f}s: {sorted(pending)}; see {s.log_dir}")
+
+
+def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+
+
+def down(s: Settings) -> None:
+    for name in reversed(list(_commands(s))):
+        pid = service_pid(s, name)
+        if pid is not None:
+            _stop_pid(pid)
+        _pidfile(s, name).unlink(missing_ok=True)
+    if s.pg_embedded:
+        pg.stop(s)
+    if s.kafka_embedded:
+        kafka.broker(s, "stop")
+
+
+@dataclass(frozen=True)
+class Health:
+    component: str
+    healthy: bool
+    detail: str
+
+
+def status(s: Settings) -> list[Health]:
+    out = [
+        Health("kafka", kafka.broker_ready(s), s.kafka_bootstrap_servers),
+        Health("postgres", pg.is_ready(s.dsn), "embedded" if s.pg_embedded else "DATABASE_URL"),
+    ]
+    for name in _commands(s):
+        pid = service_pid(s, name)
+        out.append(Health(name, _service_healthy(s, name), f"pid {pid}" if pid else "not running"))
+    return out

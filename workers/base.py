@@ -1,0 +1,35 @@
+"""What every worker shares: signal-driven shutdown and a Prometheus metrics endpoint."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from prometheus_client import start_http_server
+
+from veritas import logs
+from veritas.bootstrap import Container
+
+
+class Stopper:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def _stop(self, *_: object) -> None:
+        self.event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+
+# Fixed offsets from settings.metrics_port_base, so `veritas status` knows where to look.
+METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2}
+
+
+def start_worker(container: Container, name: str) -> Stopper:
+    logs.configure(name, container.settings.log_level)
+    start_http_server(container.settings.metrics_port_base + METRICS_PORT_OFFSET[name], addr="127.0.0.1")
+    return Stopper()

@@ -1,0 +1,118 @@
+"""Command handler worker: consume command topics, run each batch to its outcomes, then publish
+results and dead letters and commit the consumed offsets in one Kafka transaction.
+
+Ordering of durability: the events and results are committed to Postgres first; the Kafka
+transaction (results + dead letters + offsets) second. A crash between the two re-delivers the
+batch, and the results table answers every repeat with the stored result, so nothing is lost or
+doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter, Histogram
+
+from commands.catalog import COMMAND_TOPICS
+from commands.decoding import DeadLetter
+from commands.results import CommandResult
+from commands.service import Incoming, Outcome, process_batch
+from veritas.bootstrap import Container, bootstrap
+from workers.base import start_worker
+
+log = logging.getLogger("veritas.command_handler")
+OUTCOMES = Counter("veritas_commands_total", "Command outcomes", ["status", "reason_code"])
+BATCH_SECONDS = Histogram("veritas_command_batch_seconds", "Time to process one batch")
+
+
+def _auth_header(msg: Message) -> str | None:
+    for key, value in msg.headers() or []:
+        if key.lower() == "authorization" and value is not None:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def _dlq_headers(msg: Message, dead: DeadLetter) -> list[tuple[str, bytes]]:
+    # The authorization header is a secret: it is never copied to the dead-letter topic.
+    kept = [(k, v or b"") for k, v in (msg.headers() or []) if k.lower() != "authorization"]
+    return [
+        *kept,
+        ("dlq.reason", dead.reason.encode()),
+        ("dlq.detail", dead.detail[:1000].encode()),
+        ("dlq.source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+    ]
+
+
+def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
+    nxt: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        key = (m.topic(), m.partition())
+        nxt[key] = max(nxt.get(key, 0), m.offset() + 1)
+    return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
+
+
+def _first_offsets(msgs: list[Message]) -> list[TopicPartition]:
+    first: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        first.setdefault((m.topic(), m.partition()), m.offset())
+    return [TopicPartition(t, p, o) for (t, p), o in first.items()]
+
+
+def publish(producer: Producer, consumer: Consumer, msgs: list[Message], outcomes: list[Outcome]) -> None:
+    producer.begin_transaction()
+    for msg, outcome in zip(msgs, outcomes, strict=True):
+        if isinstance(outcome, CommandResult):
+            producer.produce("commands.results", key=outcome.command_id, value=outcome.to_bytes())
+            OUTCOMES.labels(outcome.status, outcome.reason_code or "").inc()
+        else:
+            producer.produce("commands.dlq", key=msg.key(), value=msg.value(), headers=_dlq_headers(msg, outcome))
+            OUTCOMES.labels("dead_lettered", outcome.reason).inc()
+    producer.send_offsets_to_transaction(_next_offsets(msgs), consumer.consumer_group_metadata())
+    producer.commit_transaction()
+
+
+def run(container: Container) -> None:
+    s = container.settings
+    stopper = start_worker(container, "command-handler")
+    consumer = Consumer(
+        container.kafka_config(
+            **{
+                "group.id": "veritas-command-handler",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+    )
+    producer = Producer(container.kafka_config(**{"transactional.id": "veritas-command-handler-0", "linger.ms": 2}))
+    producer.init_transactions(30)
+    consumer.subscribe(list(COMMAND_TOPICS.values()))
+    store = container.store
+    log.info("command handler started")
+    while not stopper.stopped:
+        msgs = [m for m in consumer.consume(s.handler_batch_max, 0.2) if not m.error()]
+        if not msgs:
+            continue
+        try:
+            with BATCH_SECONDS.time():
+                items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
+                outcomes = process_batch(items, store=store, settings=s, clock=container.clock)
+                publish(producer, consumer, msgs, outcomes)
+        except (KafkaException, OSError, Exception) as exc:  # noqa: BLE001 - retried, never dropped
+            log.exception("batch failed; it will be retried: %s", type(exc).__name__)
+            try:
+                producer.abort_transaction(10)
+            except KafkaException:
+                pass
+            for tp in _first_offsets(msgs):
+                consumer.seek(tp)
+            time.sleep(1.0)
+    consumer.close()
+    producer.flush(10)
+    log.info("command handler stopped")
+
+
+if __name__ == "__main__":
+    run(bootstrap())

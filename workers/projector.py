@@ -1,0 +1,97 @@
+"""Projector: consume the events topics and commands.results into the Postgres read models.
+
+Exactly once: the consumed offsets are written in the same Postgres transaction as the read-model
+changes, and on every partition assignment the consumer seeks to the positions stored there, never
+to Kafka's committed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from projections.apply import EVENT_TOPICS, RESULTS_TOPIC, apply_record, load_positions, save_positions
+from projections.schema import migrate
+from veritas.bootstrap import Container, bootstrap
+from workers.base import start_worker
+
+log = logging.getLogger("veritas.projector")
+PROJECTED = Counter("veritas_projected_records_total", "Records applied to read models", ["outcome"])
+LAG = Gauge("veritas_projection_lag_records", "Records on Kafka not yet projected", ["topic", "partition"])
+
+
+class Projector:
+    def __init__(self, container: Container, group_id: str = "veritas-projector") -> None:
+        self.container = container
+        self.conn = psycopg.connect(container.settings.dsn, autocommit=True)
+        migrate(self.conn, container.settings.db_schema)
+        self.positions = load_positions(self.conn)
+        self.consumer = Consumer(
+            container.kafka_config(
+                **{
+                    "group.id": group_id,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                }
+            )
+        )
+        self.consumer.subscribe([*EVENT_TOPICS, RESULTS_TOPIC], on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.positions = load_positions(self.conn)
+        for tp in partitions:
+            stored = self.positions.get((tp.topic, tp.partition))
+            tp.offset = stored + 1 if stored is not None else OFFSET_BEGINNING
+        consumer.assign(partitions)
+
+    def step(self, max_records: int, timeout_s: float) -> int:
+        msgs = [m for m in self.consumer.consume(max_records, timeout_s) if not m.error()]
+        if not msgs:
+            return 0
+        applied: dict[tuple[str, int], int] = {}
+        with self.conn.transaction():
+            for m in msgs:
+                key = (m.topic(), m.partition())
+                if m.offset() <= applied.get(key, self.positions.get(key, -1)):
+                    continue  # already applied before a rebalance re-delivered it
+                ok = apply_record(self.conn, m.topic(), m.partition(), m.offset(), m.value())
+                PROJECTED.labels("applied" if ok else "error").inc()
+                applied[key] = m.offset()
+            save_positions(self.conn, applied)
+        self.positions.update(applied)
+        self._report_lag(msgs)
+        return len(msgs)
+
+    def _report_lag(self, msgs: list[Message]) -> None:
+        for m in msgs[-1:]:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(m.topic(), m.partition()), cached=True)
+            LAG.labels(m.topic(), str(m.partition())).set(max(0, high - m.offset() - 1))
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.conn.close()
+
+
+def run(container: Container) -> None:
+    stopper = start_worker(container, "projector")
+    projector = Projector(container)
+    log.info("projector started")
+    while not stopper.stopped:
+        try:
+            projector.step(container.settings.projector_batch_max, 0.2)
+        except psycopg.OperationalError:
+            log.exception("database unavailable; retrying")
+            time.sleep(1.0)
+            projector.close()
+            projector = Projector(container)
+    projector.close()
+    log.info("projector stopped")
+
+
+if __name__ == "__main__":
+    run(bootstrap())
