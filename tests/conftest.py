@@ -13,7 +13,7 @@ from veritas.settings import ROOT, Settings
 
 # TEST_SLOT lets several test sessions run side by side on one machine (ports and data differ).
 _SLOT = int(os.environ.get("TEST_SLOT", "0"))
-_K = 19092 + 10 * _SLOT
+_K = 29092 + 10 * _SLOT
 TEST_ENV = {
     "VERITAS_VAR_DIR": str(ROOT / "var" / f"test{_SLOT or ''}"),
     "VERITAS_KAFKA_PORT": str(_K),
