@@ -81,22 +81,56 @@ def prepare(s: Settings) -> None:
     container.close()
 
 
-def up(s: Settings, timeout_s: float = 90.0) -> None:
-    prepare(s)
-    for name, cmd in _commands(s).items():
-        if service_pid(s, name) is not None:
-            continue
-        with (s.log_dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        _pidfile(s, name).write_text(str(proc.pid))
+def start_service(s: Settings, name: str) -> int:
+    """Start one service in its own process group unless it already runs; returns its pid."""
+    pid = service_pid(s, name)
+    if pid is not None:
+        return pid
+    with (s.log_dir / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen(_commands(s)[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    _pidfile(s, name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def wait_healthy(s: Settings, names: list[str], timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
-    pending = set(_commands(s))
+    pending = set(names)
     while pending and time.monotonic() < deadline:
         pending = {n for n in pending if not _service_healthy(s, n)}
         time.sleep(0.3)
     if pending:
         raise RuntimeError(f"not healthy after {timeout_s:.0f}s: {sorted(pending)}; see {s.log_dir}")
+
+
+def up(s: Settings, timeout_s: float = 90.0) -> None:
+    prepare(s)
+    for name in _commands(s):
+        start_service(s, name)
+    wait_healthy(s, list(_commands(s)), timeout_s)
+
+
+def kill_service(s: Settings, name: str) -> None:
+    """SIGKILL a service's process group at once (crash tests)."""
+    pid = service_pid(s, name)
+    if pid is not None:
+        os.killpg(pid, signal.SIGKILL)
+        while not _gone(pid):
+            time.sleep(0.01)
+
+
+def _gone(pid: int) -> bool:
+    # When this process started the service (tests do), it must reap it, or a zombie stays "alive".
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
@@ -106,12 +140,12 @@ def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             return
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
+    while not _gone(pid):
+        time.sleep(0.05)
 
 
 def down(s: Settings) -> None:

@@ -1,0 +1,182 @@
+"""A private local stack for benchmarks: its own ports and data dir (var/bench), so it never
+collides with a developer stack (var/, 9092...) or the test stacks (var/test*, 29092...).
+
+The variables are put into os.environ before any Settings is built, so the worker processes that
+`services.up` starts inherit them, exactly like tests/conftest.py does with TEST_ENV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from veritas.settings import Settings  # noqa: E402
+
+BENCH_ENV = {
+    "VERITAS_VAR_DIR": str(ROOT / "var" / "bench"),
+    "VERITAS_KAFKA_PORT": "39092",
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:39092",
+    "VERITAS_PG_PORT": "35433",
+    "VERITAS_API_PORT": "38000",
+    "VERITAS_METRICS_PORT_BASE": "39101",
+}
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def bench_settings() -> Settings:
+    os.environ.update(BENCH_ENV)
+    return Settings()
+
+
+def _raise_on_sigterm(*_: object) -> None:
+    raise SystemExit(143)  # so the `finally` below stops the stack
+
+
+@contextmanager
+def bench_stack() -> Iterator[Settings]:
+    """down (leftovers) -> wipe var/bench -> up -> yield -> down, even on error or Ctrl-C."""
+    from veritas import services
+
+    s = bench_settings()
+    assert s.var_dir == ROOT / "var" / "bench", s.var_dir
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        services.down(s)
+        shutil.rmtree(s.var_dir, ignore_errors=True)
+        t0 = time.monotonic()
+        services.up(s)
+        print(f"[bench] stack up in {time.monotonic() - t0:.1f}s under {s.var_dir}", flush=True)
+        yield s
+    finally:
+        try:
+            services.down(s)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        print("[bench] stack down", flush=True)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+# ------------------------------------------------------------------- the stack's own processes
+
+COMPONENTS = ("kafka", "postgres", "command-handler", "relay", "projector", "api")
+
+
+def _read_pid(path: Path, first_line: bool = False) -> int | None:
+    try:
+        text = path.read_text()
+        return int(text.splitlines()[0] if first_line else text.strip())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stack_processes(s: Settings) -> dict[str, list[Any]]:
+    """psutil processes of each component, found by the pids the stack records (never by name):
+    var/bench/kafka/broker.pid, var/bench/pg/data/postmaster.pid, var/bench/run/<worker>.pid,
+    each with all its children."""
+    import psutil
+
+    roots = {
+        "kafka": _read_pid(s.kafka_data_dir / "broker.pid"),
+        "postgres": _read_pid(s.pg_data_dir / "data" / "postmaster.pid", first_line=True),
+        **{name: _read_pid(s.run_dir / f"{name}.pid") for name in COMPONENTS[2:]},
+    }
+    out: dict[str, list[Any]] = {}
+    for name, pid in roots.items():
+        procs: list[Any] = []
+        if pid is not None:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                procs = []
+        out[name] = procs
+    return out
+
+
+def cpu_seconds(procs: dict[str, list[Any]]) -> dict[str, float]:
+    """user+system CPU seconds used so far by each component (processes that have exited count 0)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, plist in procs.items():
+        total = 0.0
+        for p in plist:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        out[name] = total
+    return out
+
+
+def wait_quiet(s: Settings, max_s: float = 60.0, threshold: float = 0.05) -> float:
+    """Wait until the whole stack uses under `threshold` CPU-seconds per second (backlogs drained).
+    Returns the seconds waited."""
+    procs = stack_processes(s)
+    t0 = time.monotonic()
+    before = sum(cpu_seconds(procs).values())
+    while time.monotonic() - t0 < max_s:
+        time.sleep(1.0)
+        now = sum(cpu_seconds(procs).values())
+        if now - before < threshold:
+            break
+        before = now
+    return time.monotonic() - t0
+
+
+def scrape_metrics(url: str, prefixes: Sequence[str]) -> dict[str, float]:
+    """Prometheus text-format samples whose names start with one of `prefixes`."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith(tuple(prefixes)):
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out

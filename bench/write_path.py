@@ -1,0 +1,401 @@
+"""Write-path benchmark: registry.commands -> command handler -> Postgres event store -> relay ->
+registry.events, on a private stack (bench/_stack.py).
+
+1. Baseline A: raw psycopg single-row INSERT + COMMIT into a scratch table on the same Postgres
+   (uuid, int, text, ~600-byte bytea: about the size of one stored event), for ~5 s -> rows/s.
+2. Throughput: N RegisterModel commands (distinct names, keyed by name) are produced to
+   registry.commands as fast as the client can; the clock runs from the first produce until the
+   N-th ModelRegistered event of this run is readable (read_committed) on registry.events.
+   ratio = commands/s / raw inserts/s (target >= 1.0).
+3. Latency at half load: commands at 50% of the measured throughput for ~10 s; each command_id
+   carries its send time; latency = receive time of its result on commands.results - send time.
+4. Baseline B: raw Kafka produce -> consume on a scratch topic at the same rate, same clients.
+
+Usage: python bench/write_path.py [--n 20000] [--latency-seconds 10] [--raw-seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _stack import (  # noqa: E402
+    bench_stack,
+    cpu_seconds,
+    markdown_table,
+    percentile,
+    scrape_metrics,
+    stack_processes,
+    wait_quiet,
+    write_result,
+)
+import psutil  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from veritas.auth import issue_token  # noqa: E402
+from veritas.settings import Settings  # noqa: E402
+
+COMMANDS_TOPIC = "registry.commands"
+EVENTS_TOPIC = "registry.events"
+RESULTS_TOPIC = "commands.results"
+SCRATCH_TOPIC = "bench.kafka-latency"
+WARMUP_S = 1.0  # latency samples sent in the first second are left out of p50/p99
+
+TEXT = "Benchmark model registered by bench/write_path.py; the text only gives the event a size. "
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def envelope(command_id: str, name: str) -> bytes:
+    return json.dumps(
+        {
+            "command_id": command_id,
+            "type": "RegisterModel",
+            "schema_version": 2,
+            "issued_at": "2026-11-27T12:00:00Z",
+            "payload": {
+                "name": name,
+                "description": TEXT,
+                "intended_use": "throughput and latency measurement",
+                "limitations": "none: synthetic",
+            },
+        }
+    ).encode()
+
+
+def producer(s: Settings, **extra: Any) -> Producer:
+    conf = {"bootstrap.servers": s.kafka_bootstrap_servers, "enable.idempotence": True, **extra}
+    return Producer(conf)
+
+
+def produce(p: Producer, topic: str, key: str | bytes, value: bytes, headers: list[Any] | None) -> None:
+    while True:
+        try:
+            p.produce(topic, key=key, value=value, headers=headers)
+            p.poll(0)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def consumer_at_end(s: Settings, topics: list[str]) -> Consumer:
+    """A read_committed consumer assigned to the current end of every partition of `topics`."""
+    c = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    assign = []
+    for topic in topics:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        for p in parts:
+            high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            assign.append(TopicPartition(topic, p, high))
+    c.assign(assign)
+    return c
+
+
+# ----------------------------------------------------------------------------- baseline A (pg)
+
+def raw_insert_baseline(s: Settings, seconds: float) -> dict[str, Any]:
+    import psycopg
+
+    table = f"bench_raw_{uuid.uuid4().hex[:8]}"
+    blob = os.urandom(600)
+    with psycopg.connect(s.dsn) as conn:
+        conn.execute(f"CREATE TABLE {table} (id uuid PRIMARY KEY, n int NOT NULL, t text NOT NULL, b bytea NOT NULL)")
+        conn.commit()
+        sql = f"INSERT INTO {table} (id, n, t, b) VALUES (%s, %s, %s, %s)"
+        rows, t0 = 0, time.perf_counter()
+        deadline = t0 + seconds
+        while time.perf_counter() < deadline:
+            conn.execute(sql, (uuid.uuid4(), rows, f"bench-raw-{rows}", blob), prepare=True)
+            conn.commit()
+            rows += 1
+        elapsed = time.perf_counter() - t0
+        conn.execute(f"DROP TABLE {table}")
+        conn.commit()
+    return {"rows": rows, "seconds": elapsed, "rows_per_s": rows / elapsed}
+
+
+# ---------------------------------------------------------------------------------- throughput
+
+def throughput(s: Settings, n: int, token: str, timeout_s: float) -> dict[str, Any]:
+    prefix = f"wp{uuid.uuid4().hex[:8]}-"
+    cons = consumer_at_end(s, [EVENTS_TOPIC, RESULTS_TOPIC])
+    arrivals: list[float] = []  # perf_counter when each of our ModelRegistered events was read
+    create_ts: list[int] = []  # Kafka CreateTime (ms) of those events (set by the relay)
+    statuses: dict[str, int] = {}
+    result_arrivals: list[float] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        while not done.is_set() and len(arrivals) < n:
+            m = cons.poll(0.05)
+            if m is None or m.error():
+                continue
+            now = time.perf_counter()
+            doc = json.loads(m.value())
+            if m.topic() == EVENTS_TOPIC:
+                if doc.get("type") == "ModelRegistered" and str(doc["payload"].get("name", "")).startswith(prefix):
+                    arrivals.append(now)
+                    create_ts.append(m.timestamp()[1])
+            elif str(doc.get("command_id", "")).startswith(prefix):
+                statuses[doc["status"]] = statuses.get(doc["status"], 0) + 1
+                result_arrivals.append(now)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    headers = [("authorization", f"Bearer {token}".encode())]
+    p = producer(s, **{"linger.ms": 5})
+    msgs = [(f"{prefix}{i:07d}", envelope(f"{prefix}c{i:07d}", f"{prefix}{i:07d}")) for i in range(n)]
+    t0 = time.perf_counter()
+    t0_wall_ms = time.time() * 1000
+    for name, value in msgs:
+        produce(p, COMMANDS_TOPIC, name, value, headers)
+    p.flush(60)
+    produced_s = time.perf_counter() - t0
+    reader.join(timeout_s)
+    done.set()
+    reader.join(5)
+    cons.close()
+    got = len(arrivals)
+    elapsed = (arrivals[-1] - t0) if got else float("nan")
+    out: dict[str, Any] = {
+        "n": n,
+        "events_seen": got,
+        "complete": got == n,
+        "result_statuses": statuses,
+        "produce_seconds": produced_s,
+        "seconds_to_last_event": elapsed,
+        "commands_per_s": got / elapsed if got else 0.0,
+        "command_bytes": len(msgs[0][1]),
+    }
+    if got >= 10:
+        lo, hi = arrivals[got // 10], arrivals[(got * 9) // 10]
+        out["steady_commands_per_s_p10_p90"] = ((got * 9) // 10 - got // 10) / (hi - lo) if hi > lo else float("nan")
+        out["first_event_after_s"] = arrivals[0] - t0
+        out["last_event_relay_create_after_s"] = (max(create_ts) - t0_wall_ms) / 1000
+    if result_arrivals:
+        out["seconds_to_last_result"] = max(result_arrivals) - t0
+    return out
+
+
+# ------------------------------------------------------------------------------------- latency
+
+def paced_latency(
+    s: Settings,
+    *,
+    rate: float,
+    seconds: float,
+    out_topic: str,
+    in_topic: str,
+    build: Callable[[str], tuple[str, bytes, list[Any] | None]],
+    id_of: Callable[[bytes], str | None],
+) -> dict[str, Any]:
+    """Send at `rate`/s for `seconds`; message ids carry the send time (ns, wall clock) as their
+    last '-' field; latency = wall-clock receive time of the matching record on in_topic - send time."""
+    run = uuid.uuid4().hex[:8]
+    cons = consumer_at_end(s, [in_topic])
+    total = max(1, int(rate * seconds))
+    latencies_ms: list[tuple[float, float]] = []  # (sent offset in s, latency ms)
+    stop = threading.Event()
+    t_start_ns = time.time_ns()
+
+    def consume() -> None:
+        while not stop.is_set() and len(latencies_ms) < total:
+            m = cons.poll(0.05)
+            if m is None or m.error():
+                continue
+            now_ns = time.time_ns()
+            mid = id_of(m.value())
+            if mid is None or not mid.startswith(f"lat{run}-"):
+                continue
+            sent_ns = int(mid.rsplit("-", 1)[1])
+            latencies_ms.append(((sent_ns - t_start_ns) / 1e9, (now_ns - sent_ns) / 1e6))
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    time.sleep(0.5)  # let the consumer fetch its first (empty) batch
+    p = producer(s, **{"linger.ms": 1})
+    t0 = time.perf_counter()
+    for i in range(total):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        mid = f"lat{run}-{i:07d}-{time.time_ns()}"
+        key, value, headers = build(mid)
+        produce(p, out_topic, key, value, headers)
+    p.flush(30)
+    send_s = time.perf_counter() - t0
+    reader.join(60)
+    stop.set()
+    reader.join(5)
+    cons.close()
+    kept = [lat for sent_at, lat in latencies_ms if sent_at >= WARMUP_S]
+    mid_s = WARMUP_S + (seconds - WARMUP_S) / 2
+    first = [lat for sent_at, lat in latencies_ms if WARMUP_S <= sent_at < mid_s]
+    second = [lat for sent_at, lat in latencies_ms if sent_at >= mid_s]
+    return {
+        "rate_target_per_s": rate,
+        "rate_achieved_per_s": total / send_s,
+        "sent": total,
+        "received": len(latencies_ms),
+        "samples_after_warmup": len(kept),
+        "p50_ms": percentile(kept, 50),
+        "p90_ms": percentile(kept, 90),
+        "p99_ms": percentile(kept, 99),
+        "max_ms": max(kept) if kept else float("nan"),
+        "p50_ms_first_half": percentile(first, 50),
+        "p50_ms_second_half": percentile(second, 50),
+    }
+
+
+def command_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[str, Any]:
+    headers = [("authorization", f"Bearer {token}".encode())]
+
+    def build(mid: str) -> tuple[str, bytes, list[Any] | None]:
+        name = mid.replace("lat", "latm", 1)[:100]
+        return name, envelope(mid, name), headers
+
+    def id_of(raw: bytes) -> str | None:
+        return json.loads(raw).get("command_id")
+
+    return paced_latency(s, rate=rate, seconds=seconds, out_topic=COMMANDS_TOPIC, in_topic=RESULTS_TOPIC,
+                         build=build, id_of=id_of)
+
+
+def kafka_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[str, Any]:
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
+    if SCRATCH_TOPIC not in admin.list_topics(timeout=10).topics:
+        for fut in admin.create_topics([NewTopic(SCRATCH_TOPIC, num_partitions=s.topic_partitions,
+                                                 replication_factor=1)]).values():
+            fut.result(30)
+        time.sleep(1.0)
+    headers = [("authorization", f"Bearer {token}".encode())]
+
+    def build(mid: str) -> tuple[str, bytes, list[Any] | None]:
+        return mid, envelope(mid, mid[:100]), headers  # same size and headers as a command
+
+    def id_of(raw: bytes) -> str | None:
+        return json.loads(raw).get("command_id")
+
+    return paced_latency(s, rate=rate, seconds=seconds, out_topic=SCRATCH_TOPIC, in_topic=SCRATCH_TOPIC,
+                         build=build, id_of=id_of)
+
+
+# ----------------------------------------------------------------------------------------- main
+
+def run(n: int = 20000, latency_seconds: float = 10.0, raw_seconds: float = 5.0) -> dict[str, Any]:
+    with bench_stack() as s:
+        token = issue_token(s, "bench", ["data_scientist"])
+        print(f"[write_path] raw INSERT+COMMIT baseline for {raw_seconds:.0f}s ...", flush=True)
+        raw = raw_insert_baseline(s, raw_seconds)
+        print(f"[write_path] raw: {raw['rows_per_s']:.0f} rows/s", flush=True)
+        procs = stack_processes(s)
+        me = psutil.Process()
+        c0, t0 = cpu_seconds(procs), time.monotonic()
+        time.sleep(3.0)
+        idle_rate = (sum(cpu_seconds(procs).values()) - sum(c0.values())) / (time.monotonic() - t0)
+        print(f"[write_path] idle stack CPU: {idle_rate:.2f} cores", flush=True)
+        print(f"[write_path] throughput: {n} RegisterModel commands ...", flush=True)
+        handler_url = f"http://127.0.0.1:{s.metrics_port_base}/metrics"
+        relay_url = f"http://127.0.0.1:{s.metrics_port_base + 1}/metrics"
+        m0 = scrape_metrics(handler_url, ["veritas_command_batch_seconds_count", "veritas_command_batch_seconds_sum"])
+        c0, me0 = cpu_seconds(procs), sum(me.cpu_times()[:2])
+        thr = throughput(s, n, token, timeout_s=max(180.0, n / 20))
+        c1, me1 = cpu_seconds(procs), sum(me.cpu_times()[:2])
+        m1 = scrape_metrics(handler_url, ["veritas_command_batch_seconds_count", "veritas_command_batch_seconds_sum"])
+        r1 = scrape_metrics(relay_url, ["veritas_relay_events_total"])
+        window = thr["seconds_to_last_event"]
+        thr["cpu_seconds_by_component"] = {k: c1[k] - c0[k] for k in c0} | {"bench client": me1 - me0}
+        thr["cpu_cores_used_avg"] = sum(thr["cpu_seconds_by_component"].values()) / window if window else None
+        batches = m1.get("veritas_command_batch_seconds_count", 0) - m0.get("veritas_command_batch_seconds_count", 0)
+        bsum = m1.get("veritas_command_batch_seconds_sum", 0) - m0.get("veritas_command_batch_seconds_sum", 0)
+        thr["handler_batches"] = batches
+        thr["handler_avg_batch_size"] = n / batches if batches else None
+        thr["handler_busy_seconds"] = bsum
+        thr["handler_avg_batch_ms"] = 1000 * bsum / batches if batches else None
+        thr["relay_events_total"] = r1.get("veritas_relay_events_total")
+        print(f"[write_path] cpu seconds during the run: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in thr["cpu_seconds_by_component"].items()), flush=True)
+        print(f"[write_path] throughput: {thr['commands_per_s']:.0f} commands/s "
+              f"({thr['events_seen']}/{n} events, results {thr['result_statuses']})", flush=True)
+        rate = max(1.0, 0.5 * thr["commands_per_s"])
+        waited = wait_quiet(s, max_s=90.0, threshold=idle_rate * 1.5 + 0.05)
+        print(f"[write_path] waited {waited:.0f}s for the stack to drain its backlog", flush=True)
+        print(f"[write_path] command latency at {rate:.0f}/s for {latency_seconds:.0f}s ...", flush=True)
+        lat = command_latency(s, token, rate, latency_seconds)
+        print(f"[write_path] kafka latency at {rate:.0f}/s for {latency_seconds:.0f}s ...", flush=True)
+        klat = kafka_latency(s, token, rate, latency_seconds)
+        settings = {k: getattr(s, k) for k in ("handler_batch_max", "relay_batch_max", "projector_batch_max",
+                                               "poll_interval_s", "topic_partitions", "kafka_heap")}
+    ratio = thr["commands_per_s"] / raw["rows_per_s"]
+    data = {
+        "name": "write_path",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "idle_stack_cpu_cores": idle_rate,
+        "settings": settings,
+        "raw_insert_baseline": raw,
+        "throughput": thr,
+        "throughput_ratio": ratio,
+        "throughput_target": 1.0,
+        "command_latency_half_load": lat,
+        "kafka_latency_same_rate": klat,
+        "latency_ratio_p50": lat["p50_ms"] / klat["p50_ms"] if klat["p50_ms"] else float("nan"),
+        "latency_ratio_p99": lat["p99_ms"] / klat["p99_ms"] if klat["p99_ms"] else float("nan"),
+    }
+    data["table"] = table(data)
+    write_result("write_path", data)
+    return data
+
+
+def table(d: dict[str, Any]) -> str:
+    thr, raw = d["throughput"], d["raw_insert_baseline"]
+    lat, klat = d["command_latency_half_load"], d["kafka_latency_same_rate"]
+    rows = [
+        ["accepted commands/s (N=%d, end to end)" % thr["n"], thr["commands_per_s"],
+         "raw INSERT+COMMIT rows/s", raw["rows_per_s"], d["throughput_ratio"], ">= 1.0",
+         "PASS" if d["throughput_ratio"] >= 1.0 and thr["complete"] else "FAIL"],
+        ["steady commands/s (p10..p90 of arrivals)", thr.get("steady_commands_per_s_p10_p90", float("nan")),
+         "raw INSERT+COMMIT rows/s", raw["rows_per_s"],
+         thr.get("steady_commands_per_s_p10_p90", float("nan")) / raw["rows_per_s"], "info", ""],
+        ["command->result p50 ms @ %.0f/s" % lat["rate_target_per_s"], lat["p50_ms"],
+         "Kafka produce->consume p50 ms", klat["p50_ms"], d["latency_ratio_p50"], "info", ""],
+        ["command->result p99 ms @ %.0f/s" % lat["rate_target_per_s"], lat["p99_ms"],
+         "Kafka produce->consume p99 ms", klat["p99_ms"], d["latency_ratio_p99"], "info", ""],
+    ]
+    return markdown_table(["metric", "value", "baseline", "baseline value", "ratio", "target", "result"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000, help="commands in the throughput run (default 20000)")
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--raw-seconds", type=float, default=5.0)
+    a = ap.parse_args(argv)
+    d = run(a.n, a.latency_seconds, a.raw_seconds)
+    print("\n## Write path\n")
+    print(d["table"])
+    print(f"\n(json: bench/results/write_path.json; {d['cpus']} CPUs)")
+    return 0 if d["throughput"]["complete"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
