@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from prometheus_client import Counter
+
 from commands.decoding import DeadLetter, Ready, decode
 from commands.handlers import HANDLERS, Deps
 from commands.results import CommandResult, EventRef
@@ -22,6 +24,7 @@ from veritas.settings import Settings
 from veritas.uow import UnitOfWork
 
 Outcome = CommandResult | DeadLetter
+CONFLICTS = Counter("veritas_command_conflicts_total", "Optimistic-concurrency conflicts", ["scope"])
 Clock = Callable[[], datetime]
 
 
@@ -78,6 +81,7 @@ def process_batch(
     try:
         store.commit(events, list(fresh.values()))
     except ConcurrencyError:
+        CONFLICTS.labels("batch").inc()
         return _one_by_one(decoded, store=store, settings=settings, clock=clock)
     return [o for o in outcomes if o is not None]
 
@@ -106,6 +110,7 @@ def _commit_single(
             store.commit(events, [result])
             return result
         except ConcurrencyError:
+            CONFLICTS.labels("command").inc()
             continue
     result = CommandResult.rejected(
         cid, "conflict", f"gave up after {settings.handler_conflict_retries} concurrent-update retries"

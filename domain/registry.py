@@ -49,6 +49,7 @@ class RegisteredModel(Aggregate):
         super().__init__(aggregate_id)
         self.name = ""
         self.owner = ""
+        self.tags: dict[str, str] = {}
         self.production_version: str | None = None
         # Versions that held production before the current one, newest last (for rollback).
         self.production_history: list[str] = []
@@ -87,7 +88,9 @@ class RegisteredModel(Aggregate):
     def apply(self, event: DomainEvent, env: EventEnvelope) -> None:
         match event:
             case ModelRegistered():
-                self.name, self.owner = event.name, event.owner
+                self.name, self.owner, self.tags = event.name, event.owner, dict(event.tags)
+            case ModelMetadataUpdated():
+                self.tags.update(event.tags or {})  # tags merge: a key is set, others are kept
             case ProductionVersionChanged():
                 if event.previous_version:
                     self.production_history.append(event.previous_version)

@@ -28,7 +28,7 @@ def model_metadata_updated(cur: Cursor, env: EventEnvelope) -> None:
     cur.execute(
         "UPDATE rm_models SET description = coalesce(%s, description),"
         " intended_use = coalesce(%s, intended_use), limitations = coalesce(%s, limitations),"
-        " tags = coalesce(%s, tags), updated_at = %s WHERE aggregate_id = %s",
+        " tags = tags || coalesce(%s, '{}'::jsonb), updated_at = %s WHERE aggregate_id = %s",
         (p.get("description"), p.get("intended_use"), p.get("limitations"),
          Jsonb(p["tags"]) if p.get("tags") is not None else None, env.occurred_at, env.aggregate_id),
     )

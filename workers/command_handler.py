@@ -80,6 +80,9 @@ def run(container: Container) -> None:
         container.kafka_config(
             **{
                 "group.id": "veritas-command-handler",
+                # Static membership: a restarted handler takes its partitions back at once.
+                "group.instance.id": "veritas-command-handler-0",
+                "session.timeout.ms": 10000,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",

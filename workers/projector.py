@@ -34,6 +34,8 @@ class Projector:
             container.kafka_config(
                 **{
                     "group.id": group_id,
+                    "group.instance.id": f"{group_id}-0",
+                    "session.timeout.ms": 10000,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     "isolation.level": "read_committed",
