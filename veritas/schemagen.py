@@ -45,7 +45,7 @@ class _RegisterModelV1(Command):
     purpose: Text
     limitations: Text
     owner: Name | None = None
-    tags: Tags = {}
+    tags: Tags = {}  # noqa: RUF012 - a pydantic field; pydantic copies the default
 
 
 # Older schema versions of command payloads, kept so that old messages stay documented.
@@ -77,7 +77,9 @@ def generate() -> dict[Path, str]:
     for (name, version), model in HISTORICAL.items():
         current = COMMAND_TYPES[name].schema_version
         if version >= current:
-            raise ValueError(f"HISTORICAL {name} v{version} is not older than the current v{current}")
+            raise ValueError(
+                f"HISTORICAL {name} v{version} is not older than the current v{current}"
+            )
         path, text = _message("commands", name, version, model)
         out[path] = text
     for name, event in EVENT_TYPES.items():
@@ -142,7 +144,8 @@ def main() -> int:
         print(f"wrote {rel}")
     expected = set(generate())
     orphans = sorted(
-        p.relative_to(ROOT) for p in (ROOT / SCHEMAS_DIR).rglob("*.json")
+        p.relative_to(ROOT)
+        for p in (ROOT / SCHEMAS_DIR).rglob("*.json")
         if p.relative_to(ROOT) not in expected
     )
     for rel in orphans:

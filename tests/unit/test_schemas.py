@@ -35,7 +35,8 @@ def test_every_message_type_has_a_schema_file() -> None:
 
 def test_schema_files_are_current() -> None:
     stale = [
-        str(rel) for rel, text in GENERATED.items()
+        str(rel)
+        for rel, text in GENERATED.items()
         if not (ROOT / rel).is_file() or (ROOT / rel).read_text(encoding="utf-8") != text
     ]
     assert not stale, f"stale or missing schema files {stale}: {STALE_HINT}"
@@ -81,8 +82,13 @@ def test_schemas_validate_real_messages() -> None:
     jsonschema.validate(upcast("RegisterModel", 1, 2, old), v2)
     envelope = json.loads(GENERATED[SCHEMAS_DIR / "envelopes" / "command_envelope.json"])
     jsonschema.validate(
-        {"command_id": "c-1", "type": "RegisterModel", "schema_version": 2,
-         "issued_at": "2026-11-27T12:00:00Z", "payload": upcast("RegisterModel", 1, 2, old)},
+        {
+            "command_id": "c-1",
+            "type": "RegisterModel",
+            "schema_version": 2,
+            "issued_at": "2026-11-27T12:00:00Z",
+            "payload": upcast("RegisterModel", 1, 2, old),
+        },
         envelope,
     )
 
@@ -95,7 +101,9 @@ def _git_head(rel: Path) -> dict[str, Any] | None:
     try:
         proc = subprocess.run(
             ["git", "-C", str(ROOT), "show", f"HEAD:{rel.as_posix()}"],
-            capture_output=True, check=False, timeout=30,
+            capture_output=True,
+            check=False,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         pytest.skip("git is not available")
@@ -175,10 +183,16 @@ def test_changed_type_breaks() -> None:
 
 
 def test_nested_objects_and_defs_are_checked() -> None:
-    old = _obj({"artifact": {"$ref": "#/$defs/Artifact"}, "meta": _obj({"a": S}, [])}, [],
-               **{"$defs": {"Artifact": _obj({"uri": S, "sha256": S}, ["uri"])}})
-    new = _obj({"artifact": {"$ref": "#/$defs/Artifact"}, "meta": _obj({"b": S}, [])}, [],
-               **{"$defs": {"Artifact": _obj({"uri": S, "sha256": S}, ["uri", "sha256"])}})
+    old = _obj(
+        {"artifact": {"$ref": "#/$defs/Artifact"}, "meta": _obj({"a": S}, [])},
+        [],
+        **{"$defs": {"Artifact": _obj({"uri": S, "sha256": S}, ["uri"])}},
+    )
+    new = _obj(
+        {"artifact": {"$ref": "#/$defs/Artifact"}, "meta": _obj({"b": S}, [])},
+        [],
+        **{"$defs": {"Artifact": _obj({"uri": S, "sha256": S}, ["uri", "sha256"])}},
+    )
     assert breaking_changes(old, new) == [
         "meta.a: property removed (renamed to 'b'?)",
         "$defs.Artifact.sha256: property became required",
