@@ -117,7 +117,9 @@ def test_expired_token() -> None:
 
 
 def test_forged_token_signed_with_another_secret() -> None:
-    tok = jwt.encode(_claims(roles=[ADM]), "another-secret-of-sufficient-length-000", algorithm="HS256")
+    tok = jwt.encode(
+        _claims(roles=[ADM]), "another-secret-of-sufficient-length-000", algorithm="HS256"
+    )
     _unauthenticated(settings(), f"Bearer {tok}")
 
 
@@ -144,7 +146,9 @@ def test_wrong_scheme(scheme: str) -> None:
     _unauthenticated(s, f"{scheme} {issue_token(s, 'alice', [DS])}")
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer    ", "not-a-jwt", "Bearer not.a.jwt"])
+@pytest.mark.parametrize(
+    "header", ["Bearer", "Bearer ", "Bearer    ", "not-a-jwt", "Bearer not.a.jwt"]
+)
 def test_malformed_header(header: str) -> None:
     _unauthenticated(settings(), header)
 
@@ -179,9 +183,11 @@ def _key_pair() -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -212,8 +218,11 @@ def test_rs256_rejects_hs256_tokens_even_with_the_shared_secret(rsa_settings: Se
 
 def test_rs256_expired(rsa_settings: Settings) -> None:
     assert rsa_settings.jwt_private_key is not None
-    tok = jwt.encode(_claims(exp=int(time.time()) - 5),
-                     rsa_settings.jwt_private_key.get_secret_value(), algorithm="RS256")
+    tok = jwt.encode(
+        _claims(exp=int(time.time()) - 5),
+        rsa_settings.jwt_private_key.get_secret_value(),
+        algorithm="RS256",
+    )
     assert "expired" in _unauthenticated(rsa_settings, f"Bearer {tok}").message
 
 
@@ -222,4 +231,7 @@ def test_rs256_verifier_without_private_key_cannot_issue(rsa_settings: Settings)
     with pytest.raises(ValueError, match="PRIVATE_KEY"):
         issue_token(verifier, "alice", [DS])
     # but it verifies tokens issued by the holder of the private key
-    assert authenticate(verifier, f"Bearer {issue_token(rsa_settings, 'alice', [DS])}").subject == "alice"
+    assert (
+        authenticate(verifier, f"Bearer {issue_token(rsa_settings, 'alice', [DS])}").subject
+        == "alice"
+    )

@@ -1,4 +1,5 @@
-"""commands.decoding.decode: raw bytes + authorization header -> Ready, a rejection or a dead letter."""
+"""commands.decoding.decode: raw bytes + authorization header -> Ready, a rejection or a dead
+letter."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ MODEL = {"name": "fraud", "description": "d", "intended_use": "scoring", "limita
 DATASET = {"name": "txns", "version": "1.0.0", "uri": "s3://b/txns", "checksum": SHA}
 
 
-def env(ctype: str = "RegisterModel", payload: dict[str, Any] | None = None, **over: Any) -> dict[str, Any]:
+def env(
+    ctype: str = "RegisterModel", payload: dict[str, Any] | None = None, **over: Any
+) -> dict[str, Any]:
     return {
         "command_id": over.pop("command_id", f"cmd-{uuid.uuid4()}"),
         "type": ctype,
@@ -64,7 +67,13 @@ def schema_violation(doc: dict[str, Any], *names: str) -> str:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{this is not json", b"", b'{"command_id": "c-1"', b"\xff\xfe\xfa", b'{"command_id": "caf\xe9"}'],
+    [
+        b"{this is not json",
+        b"",
+        b'{"command_id": "c-1"',
+        b"\xff\xfe\xfa",
+        b'{"command_id": "caf\xe9"}',
+    ],
     ids=["garbage", "empty", "truncated", "binary", "latin-1"],
 )
 def test_invalid_json_or_not_utf8_is_dead_lettered(raw: bytes) -> None:
@@ -73,7 +82,9 @@ def test_invalid_json_or_not_utf8_is_dead_lettered(raw: bytes) -> None:
 
 
 def test_missing_value_and_oversized_messages_are_dead_lettered() -> None:
-    assert decode(S, None, ALICE) == DeadLetter("invalid_json", "empty message or larger than 256 KiB")
+    assert decode(S, None, ALICE) == DeadLetter(
+        "invalid_json", "empty message or larger than 256 KiB"
+    )
     big = json.dumps(env(payload={**MODEL, "description": "x" * MAX_COMMAND_BYTES})).encode()
     out = decode(S, big, ALICE)
     assert isinstance(out, DeadLetter) and out.reason == "invalid_json"
@@ -81,9 +92,28 @@ def test_missing_value_and_oversized_messages_are_dead_lettered() -> None:
 
 @pytest.mark.parametrize(
     "doc",
-    [[1, 2], "a string", 42, None, {"type": "RegisterModel"}, {"command_id": 7},
-     {"command_id": ""}, {"command_id": "has spaces"}, {"command_id": "x" * 129}],
-    ids=["list", "string", "number", "null", "no-id", "int-id", "empty-id", "bad-chars", "too-long"],
+    [
+        [1, 2],
+        "a string",
+        42,
+        None,
+        {"type": "RegisterModel"},
+        {"command_id": 7},
+        {"command_id": ""},
+        {"command_id": "has spaces"},
+        {"command_id": "x" * 129},
+    ],
+    ids=[
+        "list",
+        "string",
+        "number",
+        "null",
+        "no-id",
+        "int-id",
+        "empty-id",
+        "bad-chars",
+        "too-long",
+    ],
 )
 def test_json_without_a_valid_command_id_is_dead_lettered(doc: Any) -> None:
     out = run(doc)
@@ -112,14 +142,20 @@ def test_no_token() -> None:
 
 def test_expired_token() -> None:
     now = int(time.time())
-    tok = jwt.encode({"sub": "alice", "roles": ["admin"], "exp": now - 10},
-                     S.jwt_secret.get_secret_value(), algorithm="HS256")
+    tok = jwt.encode(
+        {"sub": "alice", "roles": ["admin"], "exp": now - 10},
+        S.jwt_secret.get_secret_value(),
+        algorithm="HS256",
+    )
     assert "expired" in (rejected(env(), "unauthenticated", f"Bearer {tok}").message or "")
 
 
 def test_forged_token() -> None:
-    tok = jwt.encode({"sub": "alice", "roles": ["admin"], "exp": int(time.time()) + 60},
-                     "not-the-secret-but-long-enough-0123456789", algorithm="HS256")
+    tok = jwt.encode(
+        {"sub": "alice", "roles": ["admin"], "exp": int(time.time()) + 60},
+        "not-the-secret-but-long-enough-0123456789",
+        algorithm="HS256",
+    )
     rejected(env(), "unauthenticated", f"Bearer {tok}")
 
 
@@ -146,8 +182,11 @@ def test_extra_field_is_named() -> None:
 
 
 def test_nested_field_is_named() -> None:
-    payload = {"model_name": "fraud", "version": "1.0.0",
-               "artifact": {"uri": "s3://m", "sha256": "nope", "signature": "sig"}}
+    payload = {
+        "model_name": "fraud",
+        "version": "1.0.0",
+        "artifact": {"uri": "s3://m", "sha256": "nope", "signature": "sig"},
+    }
     schema_violation(env("RegisterModelVersion", payload), "artifact.sha256", "sha256")
 
 
@@ -158,7 +197,9 @@ def test_bad_semver(version: str) -> None:
 
 @pytest.mark.parametrize("checksum", ["abc", "g" * 64, "ab" * 33, "md5:" + "ab" * 32])
 def test_bad_sha256(checksum: str) -> None:
-    schema_violation(env("RegisterDataset", {**DATASET, "checksum": checksum}), "checksum", "sha256")
+    schema_violation(
+        env("RegisterDataset", {**DATASET, "checksum": checksum}), "checksum", "sha256"
+    )
 
 
 def test_bad_name() -> None:
@@ -167,7 +208,8 @@ def test_bad_name() -> None:
 
 def test_bad_stage() -> None:
     schema_violation(
-        env("TransitionStage", {"model_name": "fraud", "version": "1.0.0", "stage": "prod"}), "stage"
+        env("TransitionStage", {"model_name": "fraud", "version": "1.0.0", "stage": "prod"}),
+        "stage",
     )
 
 
@@ -187,7 +229,9 @@ def test_payload_must_be_the_current_shape() -> None:
 
 
 def test_register_model_v1_with_purpose_is_upcast() -> None:
-    payload = {k: v for k, v in MODEL.items() if k != "intended_use"} | {"purpose": "legacy scoring"}
+    payload = {k: v for k, v in MODEL.items() if k != "intended_use"} | {
+        "purpose": "legacy scoring"
+    }
     out = run(env(payload=payload, schema_version=1))
     assert isinstance(out, Ready), out
     assert isinstance(out.command, RegisterModel)

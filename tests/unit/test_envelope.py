@@ -24,7 +24,11 @@ def auditor_hash(prev_hash: str, envelope: dict[str, Any]) -> str:
 def auditor_verify(envelopes: list[dict[str, Any]]) -> bool:
     prev = "0" * 64
     for n, env in enumerate(envelopes, start=1):
-        if env["version"] != n or env["prev_hash"] != prev or auditor_hash(prev, env) != env["hash"]:
+        if (
+            env["version"] != n
+            or env["prev_hash"] != prev
+            or auditor_hash(prev, env) != env["hash"]
+        ):
             return False
         prev = env["hash"]
     return True
@@ -48,8 +52,14 @@ def body(version: int, payload: dict[str, Any], prev_hash: str) -> dict[str, Any
 
 
 PAYLOADS: list[dict[str, Any]] = [
-    {"name": "fraud", "description": "Modèle de détection — 模型 ✓", "intended_use": "scoring",
-     "limitations": "none", "owner": "alice", "tags": {"équipe": "risque"}},
+    {
+        "name": "fraud",
+        "description": "Modèle de détection — 模型 ✓",
+        "intended_use": "scoring",
+        "limitations": "none",
+        "owner": "alice",
+        "tags": {"équipe": "risque"},
+    },
     {"description": "v2 ünïcødé 🚀"},
     {"tags": {"k": "v"}},
 ]
@@ -89,8 +99,19 @@ def test_each_hash_matches_independent_computation() -> None:
 
 def test_envelope_carries_exactly_the_design_fields() -> None:
     assert set(wire(chain()[0])) == {
-        "event_id", "type", "schema_version", "aggregate_type", "aggregate_id", "version",
-        "occurred_at", "actor", "correlation_id", "causation_id", "payload", "prev_hash", "hash",
+        "event_id",
+        "type",
+        "schema_version",
+        "aggregate_type",
+        "aggregate_id",
+        "version",
+        "occurred_at",
+        "actor",
+        "correlation_id",
+        "causation_id",
+        "payload",
+        "prev_hash",
+        "hash",
     }
 
 
@@ -102,8 +123,12 @@ def test_non_ascii_is_hashed_as_raw_utf8_not_escaped() -> None:
     assert doc["payload"]["description"] == "Modèle de détection — 模型 ✓"
     assert env.hash == auditor_hash(GENESIS_HASH, doc)
     # escaping non-ASCII would give a different digest: the rule matters
-    escaped = json.dumps({k: v for k, v in doc.items() if k != "hash"}, sort_keys=True,
-                         separators=(",", ":"), ensure_ascii=True)
+    escaped = json.dumps(
+        {k: v for k, v in doc.items() if k != "hash"},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
     assert hashlib.sha256((GENESIS_HASH + "\n" + escaped).encode()).hexdigest() != env.hash
 
 
