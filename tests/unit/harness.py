@@ -50,8 +50,14 @@ class Harness:
             self._tokens[user] = issue_token(self.settings, user, USERS[user])
         return self._tokens[user]
 
-    def msg(self, user: str, ctype: str, payload: dict[str, Any], command_id: str | None = None,
-            schema_version: int | None = None) -> Incoming:
+    def msg(
+        self,
+        user: str,
+        ctype: str,
+        payload: dict[str, Any],
+        command_id: str | None = None,
+        schema_version: int | None = None,
+    ) -> Incoming:
         env = {
             "command_id": command_id or f"cmd-{uuid.uuid4()}",
             "type": ctype,
@@ -62,17 +68,29 @@ class Harness:
         return Incoming(json.dumps(env).encode(), f"Bearer {self.token(user)}")
 
     def batch(self, *items: Incoming) -> list[Outcome]:
-        return process_batch(list(items), store=self.store, settings=self.settings, clock=self.clock)
+        return process_batch(
+            list(items), store=self.store, settings=self.settings, clock=self.clock
+        )
 
-    def send(self, user: str, ctype: str, payload: dict[str, Any], command_id: str | None = None,
-             schema_version: int | None = None) -> CommandResult:
+    def send(
+        self,
+        user: str,
+        ctype: str,
+        payload: dict[str, Any],
+        command_id: str | None = None,
+        schema_version: int | None = None,
+    ) -> CommandResult:
         (out,) = self.batch(self.msg(user, ctype, payload, command_id, schema_version))
         assert isinstance(out, CommandResult), out
         return out
 
-    def ok(self, user: str, ctype: str, payload: dict[str, Any], command_id: str | None = None) -> CommandResult:
+    def ok(
+        self, user: str, ctype: str, payload: dict[str, Any], command_id: str | None = None
+    ) -> CommandResult:
         res = self.send(user, ctype, payload, command_id)
-        assert res.status == "accepted", f"{ctype} rejected: {res.reason_code}/{res.sub_code}: {res.message}"
+        assert res.status == "accepted", (
+            f"{ctype} rejected: {res.reason_code}/{res.sub_code}: {res.message}"
+        )
         return res
 
     # --- reading the store back ---
@@ -81,7 +99,9 @@ class Harness:
         """Every stored event, in commit order."""
         return [EventEnvelope.from_bytes(n.state) for n in self.store.notifications(0, 1_000_000)]
 
-    def events_of(self, result: CommandResult | DeadLetter) -> list[tuple[str, str, dict[str, Any]]]:
+    def events_of(
+        self, result: CommandResult | DeadLetter
+    ) -> list[tuple[str, str, dict[str, Any]]]:
         """(aggregate_type, event type, payload) of each event a result refers to, in order."""
         assert isinstance(result, CommandResult)
         out = []
@@ -94,7 +114,9 @@ class Harness:
     def types_of(self, result: CommandResult | DeadLetter) -> list[str]:
         return [t for _, t, _ in self.events_of(result)]
 
-    def grouped(self, result: CommandResult | DeadLetter) -> dict[UUID, list[tuple[str, dict[str, Any]]]]:
+    def grouped(
+        self, result: CommandResult | DeadLetter
+    ) -> dict[UUID, list[tuple[str, dict[str, Any]]]]:
         """The events a result refers to, per aggregate, each list in version order. (Across
         aggregates the order of a result's events is not part of the contract.)"""
         assert isinstance(result, CommandResult)
@@ -114,36 +136,82 @@ class Harness:
     # --- scenario steps ---
 
     def register_model(self, name: str = "fraud", user: str = "alice") -> CommandResult:
-        return self.ok(user, "RegisterModel", {"name": name, "description": "Fraud scorer",
-                                               "intended_use": "card fraud", "limitations": "EU only"})
+        return self.ok(
+            user,
+            "RegisterModel",
+            {
+                "name": name,
+                "description": "Fraud scorer",
+                "intended_use": "card fraud",
+                "limitations": "EU only",
+            },
+        )
 
-    def register_dataset(self, name: str = "txns", version: str = "1.0.0", checksum: str = SHA_A) -> CommandResult:
-        return self.ok("alice", "RegisterDataset", {"name": name, "version": version,
-                                                    "uri": f"s3://data/{name}/{version}", "checksum": checksum})
+    def register_dataset(
+        self, name: str = "txns", version: str = "1.0.0", checksum: str = SHA_A
+    ) -> CommandResult:
+        return self.ok(
+            "alice",
+            "RegisterDataset",
+            {
+                "name": name,
+                "version": version,
+                "uri": f"s3://data/{name}/{version}",
+                "checksum": checksum,
+            },
+        )
 
-    def version_payload(self, model: str = "fraud", version: str = "1.0.0", **lineage: Any) -> dict[str, Any]:
-        return {"model_name": model, "version": version,
-                "artifact": {"uri": f"s3://models/{model}/{version}", "sha256": SHA_B, "signature": "sig"},
-                "lineage": lineage, "metrics": {"auc": 0.91}}
+    def version_payload(
+        self, model: str = "fraud", version: str = "1.0.0", **lineage: Any
+    ) -> dict[str, Any]:
+        return {
+            "model_name": model,
+            "version": version,
+            "artifact": {
+                "uri": f"s3://models/{model}/{version}",
+                "sha256": SHA_B,
+                "signature": "sig",
+            },
+            "lineage": lineage,
+            "metrics": {"auc": 0.91},
+        }
 
     def register_version(self, version: str = "1.0.0", model: str = "fraud") -> CommandResult:
         return self.ok("alice", "RegisterModelVersion", self.version_payload(model, version))
 
-    def submit(self, version: str = "1.0.0", stage: str = "production", user: str = "alice",
-               model: str = "fraud") -> UUID:
+    def submit(
+        self,
+        version: str = "1.0.0",
+        stage: str = "production",
+        user: str = "alice",
+        model: str = "fraud",
+    ) -> UUID:
         cid = f"submit-{uuid.uuid4()}"
-        self.ok(user, "SubmitForApproval", {"model_name": model, "version": version, "target_stage": stage,
-                                            "justification": "beats the baseline"}, command_id=cid)
+        self.ok(
+            user,
+            "SubmitForApproval",
+            {
+                "model_name": model,
+                "version": version,
+                "target_stage": stage,
+                "justification": "beats the baseline",
+            },
+            command_id=cid,
+        )
         return submission_id_for(cid)
 
     def approve(self, sub: UUID, user: str) -> CommandResult:
         return self.send(user, "ApproveSubmission", {"submission_id": str(sub), "comments": "lgtm"})
 
     def reject(self, sub: UUID, user: str) -> CommandResult:
-        return self.send(user, "RejectSubmission", {"submission_id": str(sub), "reason": "not convincing"})
+        return self.send(
+            user, "RejectSubmission", {"submission_id": str(sub), "reason": "not convincing"}
+        )
 
     def transition(self, version: str, stage: str, model: str = "fraud") -> CommandResult:
-        return self.send("erin", "TransitionStage", {"model_name": model, "version": version, "stage": stage})
+        return self.send(
+            "erin", "TransitionStage", {"model_name": model, "version": version, "stage": stage}
+        )
 
     def approved_for_production(self, version: str, model: str = "fraud") -> None:
         sub = self.submit(version, model=model)
@@ -157,7 +225,9 @@ class Harness:
         return res
 
 
-def assert_rejected(res: CommandResult | DeadLetter, reason: str, sub_code: str | None = None) -> None:
+def assert_rejected(
+    res: CommandResult | DeadLetter, reason: str, sub_code: str | None = None
+) -> None:
     assert isinstance(res, CommandResult), res
     assert res.status == "rejected", res
     assert res.reason_code == reason, res

@@ -20,9 +20,17 @@ def h() -> Harness:
 
 def test_submission_records_who_asked_and_how_many_approvals_it_needs(h: Harness) -> None:
     cid = "submit-prod-1"
-    res = h.ok("alice", "SubmitForApproval", {"model_name": "fraud", "version": "1.0.0",
-                                              "target_stage": "production", "justification": "why"},
-               command_id=cid)
+    res = h.ok(
+        "alice",
+        "SubmitForApproval",
+        {
+            "model_name": "fraud",
+            "version": "1.0.0",
+            "target_stage": "production",
+            "justification": "why",
+        },
+        command_id=cid,
+    )
     ((agg, etype, payload),) = h.events_of(res)
     assert (agg, etype) == ("Submission", "SubmissionCreated")
     assert payload["submission_id"] == str(submission_id_for(cid))
@@ -45,7 +53,9 @@ def test_production_needs_two_distinct_approvers(h: Harness) -> None:
     sub = h.submit()
     first = h.approve(sub, "bob")
     assert first.status == "accepted"
-    assert h.events_of(first) == [("Submission", "ApprovalRecorded", {"approver": "bob", "comments": "lgtm"})]
+    assert h.events_of(first) == [
+        ("Submission", "ApprovalRecorded", {"approver": "bob", "comments": "lgtm"})
+    ]
     assert [e.type for e in h.stream(version_id("fraud", "1.0.0"))] == ["ModelVersionRegistered"]
 
     assert_rejected(h.transition("1.0.0", "production"), "invariant_violation", "approval_required")
@@ -55,18 +65,35 @@ def test_production_needs_two_distinct_approvers(h: Harness) -> None:
     assert h.events_of(second) == [
         ("Submission", "ApprovalRecorded", {"approver": "carol", "comments": "lgtm"}),
         ("Submission", "SubmissionApproved", {"approvers": ["bob", "carol"]}),
-        ("ModelVersion", "VersionApproved",
-         {"submission_id": str(sub), "target_stage": "production", "approvers": ["bob", "carol"]}),
+        (
+            "ModelVersion",
+            "VersionApproved",
+            {
+                "submission_id": str(sub),
+                "target_stage": "production",
+                "approvers": ["bob", "carol"],
+            },
+        ),
     ]
 
     promoted = h.transition("1.0.0", "production")
     assert promoted.status == "accepted"
     assert h.grouped(promoted) == {
         version_id("fraud", "1.0.0"): [
-            ("StageTransitioned", {"model_name": "fraud", "version": "1.0.0",
-                                   "from_stage": "development", "to_stage": "production", "reason": ""}),
+            (
+                "StageTransitioned",
+                {
+                    "model_name": "fraud",
+                    "version": "1.0.0",
+                    "from_stage": "development",
+                    "to_stage": "production",
+                    "reason": "",
+                },
+            ),
         ],
-        model_id("fraud"): [("ProductionVersionChanged", {"version": "1.0.0", "previous_version": None})],
+        model_id("fraud"): [
+            ("ProductionVersionChanged", {"version": "1.0.0", "previous_version": None})
+        ],
     }
 
 
@@ -129,10 +156,16 @@ def test_deciding_on_an_unknown_submission_is_not_found(h: Harness) -> None:
 
 
 def test_submitting_an_unknown_version_or_model_is_not_found(h: Harness) -> None:
-    payload = {"model_name": "fraud", "version": "9.9.9", "target_stage": "production",
-               "justification": "j"}
+    payload = {
+        "model_name": "fraud",
+        "version": "9.9.9",
+        "target_stage": "production",
+        "justification": "j",
+    }
     assert_rejected(h.send("alice", "SubmitForApproval", payload), "not_found")
-    assert_rejected(h.send("alice", "SubmitForApproval", {**payload, "model_name": "nope"}), "not_found")
+    assert_rejected(
+        h.send("alice", "SubmitForApproval", {**payload, "model_name": "nope"}), "not_found"
+    )
 
 
 def test_only_approvers_decide(h: Harness) -> None:
@@ -147,13 +180,22 @@ def test_approvals_in_one_batch_complete_the_submission(h: Harness) -> None:
         h.msg("bob", "ApproveSubmission", {"submission_id": str(sub)}),
         h.msg("bob", "ApproveSubmission", {"submission_id": str(sub)}),
         h.msg("carol", "ApproveSubmission", {"submission_id": str(sub)}),
-        h.msg("erin", "TransitionStage", {"model_name": "fraud", "version": "1.0.0", "stage": "production"}),
+        h.msg(
+            "erin",
+            "TransitionStage",
+            {"model_name": "fraud", "version": "1.0.0", "stage": "production"},
+        ),
     )
     assert h.types_of(outs[0]) == ["ApprovalRecorded"]
     assert_rejected(outs[1], "invariant_violation", "duplicate_approver")
     assert h.types_of(outs[2]) == ["ApprovalRecorded", "SubmissionApproved", "VersionApproved"]
-    assert h.type_groups(outs[3]) == {version_id("fraud", "1.0.0"): ["StageTransitioned"],
-                                      model_id("fraud"): ["ProductionVersionChanged"]}
+    assert h.type_groups(outs[3]) == {
+        version_id("fraud", "1.0.0"): ["StageTransitioned"],
+        model_id("fraud"): ["ProductionVersionChanged"],
+    }
     assert [e.type for e in h.stream(sub)] == [
-        "SubmissionCreated", "ApprovalRecorded", "ApprovalRecorded", "SubmissionApproved"
+        "SubmissionCreated",
+        "ApprovalRecorded",
+        "ApprovalRecorded",
+        "SubmissionApproved",
     ]
