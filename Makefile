@@ -29,7 +29,7 @@ test: install
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 test-unit: install
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/contract -k memory
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/contract -k "not postgres"
 
 up: install
 	$(BIN)/veritas up

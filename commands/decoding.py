@@ -44,7 +44,7 @@ def decode(
     if raw is None or len(raw) > MAX_COMMAND_BYTES:
         return DeadLetter("invalid_json", "empty message or larger than 256 KiB")
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode("utf-8"))  # DESIGN: UTF-8 only, never UTF-16/32 or a BOM
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return DeadLetter("invalid_json", f"not UTF-8 JSON: {exc}")
     command_id = doc.get("command_id") if isinstance(doc, dict) else None

@@ -11,6 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import logging
+
+import psycopg
+from eventsourcing.persistence import PersistenceError
 from prometheus_client import Counter
 
 from commands.decoding import DeadLetter, Ready, decode
@@ -23,7 +27,11 @@ from veritas.eventstore import ConcurrencyError, EventStore
 from veritas.settings import Settings
 from veritas.uow import UnitOfWork
 
+log = logging.getLogger("veritas.commands")
 Outcome = CommandResult | DeadLetter
+# Rejections decided before we know who sent a command are answered but not remembered: otherwise
+# anyone could claim a command_id first and poison the real command's result.
+_NOT_REMEMBERED = {"unauthenticated", "forbidden"}
 CONFLICTS = Counter("veritas_command_conflicts_total", "Optimistic-concurrency conflicts", ["scope"])
 Clock = Callable[[], datetime]
 
@@ -39,7 +47,7 @@ def _meta(ready: Ready, clock: Clock) -> Meta:
     return Meta(ready.principal.subject, env.correlation_id or env.command_id, env.command_id, clock())
 
 
-def _apply(uow: UnitOfWork, ready: Ready, clock: Clock) -> tuple[CommandResult, list[tuple[str, EventEnvelope]]]:
+def _apply(uow: UnitOfWork, ready: Ready, clock: Clock) -> tuple[Outcome, list[tuple[str, EventEnvelope]]]:
     cid = ready.envelope.command_id
     uow.begin_command()
     try:
@@ -47,71 +55,70 @@ def _apply(uow: UnitOfWork, ready: Ready, clock: Clock) -> tuple[CommandResult, 
     except DomainError as exc:
         uow.rollback_command()
         return CommandResult.rejected(cid, exc.reason_code, exc.message, exc.sub_code), []
+    except (PersistenceError, psycopg.Error, OSError):
+        raise  # infrastructure trouble: the worker retries the whole batch
+    except Exception as exc:
+        # A bug in one command's handling must not block its partition: dead-letter it.
+        log.exception("handler failed on command %s", cid)
+        uow.rollback_command()
+        return DeadLetter("handler_error", f"{type(exc).__name__}: {exc}"), []
     events = uow.end_command()
     refs = [EventRef(event_id=e.event_id, aggregate_id=e.aggregate_id, version=e.version) for _, e in events]
     return CommandResult(command_id=cid, status="accepted", events=refs), events
+
+
+def _remembered(outcome: Outcome) -> bool:
+    return isinstance(outcome, CommandResult) and outcome.reason_code not in _NOT_REMEMBERED
+
+
+def _cid(d: Ready | CommandResult) -> str:
+    return d.envelope.command_id if isinstance(d, Ready) else d.command_id
 
 
 def process_batch(
     items: Sequence[Incoming], *, store: EventStore, settings: Settings, clock: Clock
 ) -> list[Outcome]:
     decoded = [decode(settings, i.value, i.authorization) for i in items]
-    ids = [d.envelope.command_id if isinstance(d, Ready) else d.command_id for d in decoded
-           if not isinstance(d, DeadLetter)]
-    known = store.find_results(ids)
-    outcomes: list[Outcome | None] = [None] * len(decoded)
+    known = store.find_results([_cid(d) for d in decoded if not isinstance(d, DeadLetter)])
+    outcomes: list[Outcome] = []
     fresh: dict[str, CommandResult] = {}
     events: list[tuple[str, EventEnvelope]] = []
     uow = UnitOfWork(store)
-    for i, d in enumerate(decoded):
+    for d in decoded:
         if isinstance(d, DeadLetter):
-            outcomes[i] = d
+            outcomes.append(d)
             continue
-        cid = d.envelope.command_id if isinstance(d, Ready) else d.command_id
+        cid = _cid(d)
         if cid in known or cid in fresh:
-            outcomes[i] = known.get(cid) or fresh[cid]
+            outcomes.append(known.get(cid) or fresh[cid])
             continue
-        if isinstance(d, Ready):
-            result, new = _apply(uow, d, clock)
-            events.extend(new)
-        else:
-            result = d
-        fresh[cid] = result
-        outcomes[i] = result
+        outcome, new = _apply(uow, d, clock) if isinstance(d, Ready) else (d, [])
+        events.extend(new)
+        if _remembered(outcome):
+            fresh[cid] = outcome  # type: ignore[assignment]
+        outcomes.append(outcome)
     try:
         store.commit(events, list(fresh.values()))
     except ConcurrencyError:
         CONFLICTS.labels("batch").inc()
-        return _one_by_one(decoded, store=store, settings=settings, clock=clock)
-    return [o for o in outcomes if o is not None]
+        return [d if isinstance(d, DeadLetter) else _commit_single(d, store=store, settings=settings, clock=clock)
+                for d in decoded]
+    return outcomes
 
 
-def _one_by_one(
-    decoded: Sequence[Ready | CommandResult | DeadLetter], *, store: EventStore, settings: Settings, clock: Clock
-) -> list[Outcome]:
-    out: list[Outcome] = []
-    for d in decoded:
-        if isinstance(d, DeadLetter):
-            out.append(d)
-            continue
-        out.append(_commit_single(d, store=store, settings=settings, clock=clock))
-    return out
-
-
-def _commit_single(
-    d: Ready | CommandResult, *, store: EventStore, settings: Settings, clock: Clock
-) -> CommandResult:
-    cid = d.envelope.command_id if isinstance(d, Ready) else d.command_id
+def _commit_single(d: Ready | CommandResult, *, store: EventStore, settings: Settings, clock: Clock) -> Outcome:
+    cid = _cid(d)
     for _ in range(settings.handler_conflict_retries):
         if (known := store.find_results([cid]).get(cid)) is not None:
             return known
-        result, events = _apply(UnitOfWork(store), d, clock) if isinstance(d, Ready) else (d, [])
+        outcome, events = _apply(UnitOfWork(store), d, clock) if isinstance(d, Ready) else (d, [])
+        if not _remembered(outcome):
+            return outcome
         try:
-            store.commit(events, [result])
-            return result
+            store.commit(events, [outcome])  # type: ignore[list-item]
+            return outcome
         except ConcurrencyError:
             CONFLICTS.labels("command").inc()
-            continue
     result = CommandResult.rejected(
         cid, "conflict", f"gave up after {settings.handler_conflict_retries} concurrent-update retries"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Self
@@ -12,6 +13,7 @@ from events.catalog import EVENT_TYPES
 from events.envelope import GENESIS_HASH, EventEnvelope, seal
 
 ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://veritas.dev/aggregates")
+_RECORDED = itertools.count()  # process-wide recording order, for events across aggregates
 
 
 def aggregate_id(kind: str, *parts: str) -> UUID:
@@ -38,6 +40,7 @@ class Aggregate:
         self.version = 0
         self.last_hash = GENESIS_HASH
         self.pending: list[EventEnvelope] = []
+        self.pending_order: list[int] = []
 
     @property
     def exists(self) -> bool:
@@ -69,6 +72,7 @@ class Aggregate:
         )
         self._apply_envelope(env)
         self.pending.append(env)
+        self.pending_order.append(next(_RECORDED))
 
     def _apply_envelope(self, env: EventEnvelope) -> None:
         self.apply(EVENT_TYPES[env.type].model_validate(env.payload), env)

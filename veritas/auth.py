@@ -73,8 +73,10 @@ def authenticate(settings: Settings, authorization: str | None) -> Principal:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("unauthenticated", "authorization must be 'Bearer <JWT>'")
-    key = settings.jwt_public_key or settings.jwt_secret.get_secret_value()
-    alg = "RS256" if settings.jwt_public_key else "HS256"
+    alg = settings.jwt_algorithm
+    if alg == "RS256" and not settings.jwt_public_key:
+        raise AuthError("unauthenticated", "server misconfigured: RS256 without VERITAS_JWT_PUBLIC_KEY")
+    key = settings.jwt_public_key if alg == "RS256" else settings.jwt_secret.get_secret_value()
     try:
         claims = jwt.decode(token.strip(), key, algorithms=[alg], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError:

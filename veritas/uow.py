@@ -36,14 +36,14 @@ class UnitOfWork:
         self._undo = {}
 
     def end_command(self) -> list[tuple[str, EventEnvelope]]:
-        """The events the current command recorded."""
-        out: list[tuple[str, EventEnvelope]] = []
+        """The events the current command recorded, in the order they were recorded."""
+        out: list[tuple[int, str, EventEnvelope]] = []
         for agg_id, before in self._undo.items():
             agg = self._cache[agg_id]
             start = len(before.pending) if before is not None else 0
-            out.extend((agg.context, e) for e in agg.pending[start:])
+            out.extend((agg.pending_order[i], agg.context, agg.pending[i]) for i in range(start, len(agg.pending)))
         self._undo = {}
-        return out
+        return [(ctx, env) for _, ctx, env in sorted(out, key=lambda t: t[0])]
 
     def rollback_command(self) -> None:
         for agg_id, before in self._undo.items():
