@@ -27,6 +27,13 @@ def up() -> None:
 
 
 @app.command()
+def init() -> None:
+    """Create topics, event-store tables and read models (starts embedded Kafka/Postgres if used)."""
+    services.prepare(Settings())
+    typer.echo("topics, tables and read models are ready")
+
+
+@app.command()
 def down() -> None:
     """Stop everything `up` started, by pid (harmless when nothing runs)."""
     services.down(Settings())
