@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from confluent_kafka import Producer
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg import Connection
@@ -30,20 +30,28 @@ def create_app(container: Container | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.producer = Producer(c.kafka_config(**{"enable.idempotence": True, "linger.ms": 1}))
+        app.state.producer = Producer(
+            c.kafka_config(**{"enable.idempotence": True, "linger.ms": 1})
+        )
         yield
         app.state.producer.flush(5)
         c.close()
 
-    app = FastAPI(title="Veritas", version="0.1.0", lifespan=lifespan,
-                  description="Event-sourced control plane for ML models.")
+    app = FastAPI(
+        title="Veritas",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Event-sourced control plane for ML models.",
+    )
     app.state.container = c
 
     @app.exception_handler(AuthError)
     async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
         code = 401 if exc.reason_code == "unauthenticated" else 403
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-        return JSONResponse({"detail": exc.message, "reason_code": exc.reason_code}, code, headers=headers)
+        return JSONResponse(
+            {"detail": exc.message, "reason_code": exc.reason_code}, code, headers=headers
+        )
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Any) -> Response:
@@ -105,28 +113,44 @@ def _partition_key(cmd: schemas.CommandRequest, command_id: str) -> str:
 
 
 def _command_routes(app: FastAPI, c: Container) -> None:
-    @app.post("/commands", status_code=202, tags=["commands"],
-              responses={200: {"model": schemas.CommandStatus}, 401: {"model": schemas.ErrorBody},
-                         422: {"model": schemas.ErrorBody}})
+    @app.post(
+        "/commands",
+        status_code=202,
+        tags=["commands"],
+        responses={
+            200: {"model": schemas.CommandStatus},
+            401: {"model": schemas.ErrorBody},
+            422: {"model": schemas.ErrorBody},
+        },
+    )
     async def post_command(
-        body: schemas.CommandRequest, request: Request, p: Annotated[Principal, Depends(principal)],
+        body: schemas.CommandRequest,
+        request: Request,
+        p: Annotated[Principal, Depends(principal)],
         wait: bool = False,
     ) -> Any:
         cls = COMMAND_TYPES.get(body.type)
         if cls is None:
-            raise HTTPException(422, f"unknown command type {body.type!r}; known: {sorted(COMMAND_TYPES)}")
+            raise HTTPException(
+                422, f"unknown command type {body.type!r}; known: {sorted(COMMAND_TYPES)}"
+            )
         authorize(p, body.type)
         command_id = body.command_id or str(uuid.uuid4())
         envelope = {
-            "command_id": command_id, "type": body.type,
+            "command_id": command_id,
+            "type": body.type,
             "schema_version": body.schema_version or cls.schema_version,
-            "issued_at": c.clock().isoformat(), "correlation_id": body.correlation_id,
+            "issued_at": c.clock().isoformat(),
+            "correlation_id": body.correlation_id,
             "payload": body.payload,
         }
         producer: Producer = request.app.state.producer
-        producer.produce(COMMAND_TOPICS[cls.context], key=_partition_key(body, command_id),
-                         value=json.dumps(envelope).encode(),
-                         headers=[("authorization", request.headers["authorization"].encode())])
+        producer.produce(
+            COMMAND_TOPICS[cls.context],
+            key=_partition_key(body, command_id),
+            value=json.dumps(envelope).encode(),
+            headers=[("authorization", request.headers["authorization"].encode())],
+        )
         await asyncio.to_thread(producer.flush, 10)
         if wait:
             status = await _wait_for(c, command_id)
@@ -134,8 +158,12 @@ def _command_routes(app: FastAPI, c: Container) -> None:
                 return JSONResponse(schemas.CommandStatus(**status).model_dump(mode="json"), 200)
         return schemas.CommandAccepted(command_id=command_id)
 
-    @app.get("/commands/{command_id}", response_model=schemas.CommandStatus, tags=["commands"],
-             responses={404: {"model": schemas.ErrorBody}})
+    @app.get(
+        "/commands/{command_id}",
+        response_model=schemas.CommandStatus,
+        tags=["commands"],
+        responses={404: {"model": schemas.ErrorBody}},
+    )
     def get_command(command_id: str, conn: Db, _: Principal = reader("read:registry")) -> Any:
         row = queries.get_command_status(conn, command_id)
         if row is None:

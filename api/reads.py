@@ -31,35 +31,53 @@ def _next(rows: list[dict[str, Any]], limit: int, key: str) -> str | None:
     return queries.encode_cursor(str(rows[-1][key])) if len(rows) == limit else None
 
 
-def read_routes(app: FastAPI, c: Container) -> None:  # noqa: C901 - a flat list of small routes
+def read_routes(app: FastAPI, c: Container) -> None:
     read = reader("read:registry")
 
     @app.get("/models", response_model=schemas.ModelPage, tags=["registry"])
     def list_models(
-        conn: Db, _: Principal = read, owner: str | None = None,
-        stage: Annotated[str | None, Query(pattern="^(development|staging|production|archived)$")] = None,
-        q: Annotated[str | None, Query(max_length=100)] = None, limit: Limit = 50, cursor: str | None = None,
+        conn: Db,
+        _: Principal = read,
+        owner: str | None = None,
+        stage: Annotated[
+            str | None, Query(pattern="^(development|staging|production|archived)$")
+        ] = None,
+        q: Annotated[str | None, Query(max_length=100)] = None,
+        limit: Limit = 50,
+        cursor: str | None = None,
     ) -> Any:
-        rows = queries.list_models(conn, owner=owner, stage=stage, q=q, limit=limit, after=_after(cursor))
+        rows = queries.list_models(
+            conn, owner=owner, stage=stage, q=q, limit=limit, after=_after(cursor)
+        )
         return {"items": rows, "next_cursor": _next(rows, limit, "name")}
 
-    @app.get("/models/{name}", response_model=schemas.ModelDetail, tags=["registry"], responses=NOT_FOUND)
+    @app.get(
+        "/models/{name}", response_model=schemas.ModelDetail, tags=["registry"], responses=NOT_FOUND
+    )
     def get_model(name: str, conn: Db, _: Principal = read) -> Any:
         row = queries.get_model(conn, name)
         if row is None:
             raise HTTPException(404, f"model '{name}' not found")
         return {**row, "versions": queries.list_versions(conn, name)}
 
-    @app.get("/models/{name}/versions/{version}", response_model=schemas.Version, tags=["registry"],
-             responses=NOT_FOUND)
+    @app.get(
+        "/models/{name}/versions/{version}",
+        response_model=schemas.Version,
+        tags=["registry"],
+        responses=NOT_FOUND,
+    )
     def get_version(name: str, version: str, conn: Db, _: Principal = read) -> Any:
         row = queries.get_version(conn, name, version)
         if row is None:
             raise HTTPException(404, f"version {version} of model '{name}' not found")
         return {**row, "stage_history": queries.stage_history(conn, name, version)}
 
-    @app.get("/models/{name}/versions/{version}/lineage", response_model=schemas.Lineage,
-             tags=["registry"], responses=NOT_FOUND)
+    @app.get(
+        "/models/{name}/versions/{version}/lineage",
+        response_model=schemas.Lineage,
+        tags=["registry"],
+        responses=NOT_FOUND,
+    )
     def get_lineage(name: str, version: str, conn: Db, _: Principal = read) -> Any:
         row = queries.get_version(conn, name, version)
         if row is None:
@@ -69,32 +87,60 @@ def read_routes(app: FastAPI, c: Container) -> None:  # noqa: C901 - a flat list
             ancestors.append(parent)
             prow = queries.get_version(conn, name, parent)
             parent = prow["lineage"].get("parent_version") if prow else None
-        return {"model_name": name, "version": version, "lineage": row["lineage"], "ancestors": ancestors}
+        return {
+            "model_name": name,
+            "version": version,
+            "lineage": row["lineage"],
+            "ancestors": ancestors,
+        }
 
     @app.get("/datasets", response_model=schemas.DatasetPage, tags=["registry"])
     def list_datasets(
-        conn: Db, _: Principal = read, name: str | None = None, limit: Limit = 50, cursor: str | None = None
+        conn: Db,
+        _: Principal = read,
+        name: str | None = None,
+        limit: Limit = 50,
+        cursor: str | None = None,
     ) -> Any:
         rows = queries.list_datasets(conn, name=name, limit=limit, after=_after(cursor))
-        nxt = queries.encode_cursor(f"{rows[-1]['name']}@{rows[-1]['version']}") if len(rows) == limit else None
+        nxt = (
+            queries.encode_cursor(f"{rows[-1]['name']}@{rows[-1]['version']}")
+            if len(rows) == limit
+            else None
+        )
         return {"items": rows, "next_cursor": nxt}
 
     @app.get("/governance/submissions", response_model=schemas.SubmissionPage, tags=["governance"])
     def list_submissions(
-        conn: Db, _: Principal = read,
+        conn: Db,
+        _: Principal = read,
         status: Annotated[str | None, Query(pattern="^(pending|approved|rejected)$")] = None,
-        model_name: str | None = None, awaiting: str | None = None, limit: Limit = 50,
+        model_name: str | None = None,
+        awaiting: str | None = None,
+        limit: Limit = 50,
         cursor: str | None = None,
     ) -> Any:
-        rows = queries.list_submissions(conn, status=status, model_name=model_name, awaiting=awaiting,
-                                        limit=limit, after=_after(cursor))
+        rows = queries.list_submissions(
+            conn,
+            status=status,
+            model_name=model_name,
+            awaiting=awaiting,
+            limit=limit,
+            after=_after(cursor),
+        )
         for r in rows:
             r["submission_id"] = str(r["submission_id"])
         return {"items": rows, "next_cursor": _next(rows, limit, "submission_id")}
 
-    @app.get("/audit/{aggregate_type}/{aggregate_id}", response_model=schemas.AuditTrail, tags=["audit"],
-             responses=NOT_FOUND)
-    def audit(aggregate_type: str, aggregate_id: str, conn: Db, _: Principal = reader("read:audit")) -> Any:
+    @app.get(
+        "/audit/{aggregate_type}/{aggregate_id}",
+        response_model=schemas.AuditTrail,
+        tags=["audit"],
+        responses=NOT_FOUND,
+    )
+    def audit(
+        aggregate_type: str, aggregate_id: str, conn: Db, _: Principal = reader("read:audit")
+    ) -> Any:
         try:
             rows = queries.audit_trail(conn, aggregate_type, str(UUID(aggregate_id)))
         except ValueError:
@@ -103,6 +149,10 @@ def read_routes(app: FastAPI, c: Container) -> None:  # noqa: C901 - a flat list
             raise HTTPException(404, f"no events for {aggregate_type} {aggregate_id}")
         envs = [EventEnvelope.model_validate(r["envelope"]) for r in rows]
         brk = verify_chain(envs)
-        return {"aggregate_type": aggregate_type, "aggregate_id": aggregate_id,
-                "events": [r["envelope"] for r in rows], "chain_valid": brk is None,
-                "chain_break": brk.__dict__ if brk else None}
+        return {
+            "aggregate_type": aggregate_type,
+            "aggregate_id": aggregate_id,
+            "events": [r["envelope"] for r in rows],
+            "chain_valid": brk is None,
+            "chain_break": brk.__dict__ if brk else None,
+        }

@@ -14,7 +14,9 @@ Name = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 Uri = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Tags = Annotated[dict[Annotated[str, StringConstraints(max_length=64)], ShortText], Field(max_length=50)]
+Tags = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], ShortText], Field(max_length=50)
+]
 Stage = Annotated[str, StringConstraints(pattern=r"^(development|staging|production|archived)$")]
 TargetStage = Annotated[str, StringConstraints(pattern=r"^(staging|production)$")]
 
@@ -38,7 +40,9 @@ def _sha256(value: str) -> str:
 
 SemVer = Annotated[str, AfterValidator(_semver)]
 Sha256 = Annotated[str, AfterValidator(_sha256)]
-Metrics = Annotated[dict[Annotated[str, StringConstraints(max_length=64)], float], Field(max_length=100)]
+Metrics = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], float], Field(max_length=100)
+]
 FreeDict = Annotated[dict[str, Any], Field(max_length=200)]
 
 

@@ -54,14 +54,18 @@ def decode(
         principal = authenticate(settings, authorization)
         ctype = doc.get("type")
         if not isinstance(ctype, str) or ctype not in COMMAND_TYPES:
-            return CommandResult.rejected(command_id, "unknown_type", f"unknown command type {ctype!r}")
+            return CommandResult.rejected(
+                command_id, "unknown_type", f"unknown command type {ctype!r}"
+            )
         authorize(principal, ctype)
     except AuthError as exc:
         return CommandResult.rejected(command_id, exc.reason_code, exc.message)
     try:
         envelope = CommandEnvelope.model_validate(doc)
         cls = COMMAND_TYPES[envelope.type]
-        payload = upcast(envelope.type, envelope.schema_version, cls.schema_version, envelope.payload)
+        payload = upcast(
+            envelope.type, envelope.schema_version, cls.schema_version, envelope.payload
+        )
         command = cls.model_validate(payload)
     except ValidationError as exc:
         return CommandResult.rejected(command_id, "schema_violation", _errors(exc))

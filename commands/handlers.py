@@ -116,8 +116,12 @@ def archive_model_version(cmd: ArchiveModelVersion, *, deps: Deps) -> None:
 def rollback_production(cmd: RollbackProduction, *, deps: Deps) -> None:
     model = _model(deps, cmd.model_name)
     current, previous = model.check_can_roll_back()
-    _version(deps, cmd.model_name, current).transition("archived", f"rolled back: {cmd.reason}", deps.meta)
-    _version(deps, cmd.model_name, previous).transition("production", f"restored: {cmd.reason}", deps.meta)
+    _version(deps, cmd.model_name, current).transition(
+        "archived", f"rolled back: {cmd.reason}", deps.meta
+    )
+    _version(deps, cmd.model_name, previous).transition(
+        "production", f"restored: {cmd.reason}", deps.meta
+    )
     model.roll_back(cmd.reason, deps.meta)
 
 

@@ -7,11 +7,10 @@ one transaction per command with bounded retries, so one conflict never rejects 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-import logging
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
@@ -32,7 +31,9 @@ Outcome = CommandResult | DeadLetter
 # Rejections decided before we know who sent a command are answered but not remembered: otherwise
 # anyone could claim a command_id first and poison the real command's result.
 _NOT_REMEMBERED = {"unauthenticated", "forbidden"}
-CONFLICTS = Counter("veritas_command_conflicts_total", "Optimistic-concurrency conflicts", ["scope"])
+CONFLICTS = Counter(
+    "veritas_command_conflicts_total", "Optimistic-concurrency conflicts", ["scope"]
+)
 Clock = Callable[[], datetime]
 
 
@@ -44,10 +45,14 @@ class Incoming:
 
 def _meta(ready: Ready, clock: Clock) -> Meta:
     env = ready.envelope
-    return Meta(ready.principal.subject, env.correlation_id or env.command_id, env.command_id, clock())
+    return Meta(
+        ready.principal.subject, env.correlation_id or env.command_id, env.command_id, clock()
+    )
 
 
-def _apply(uow: UnitOfWork, ready: Ready, clock: Clock) -> tuple[Outcome, list[tuple[str, EventEnvelope]]]:
+def _apply(
+    uow: UnitOfWork, ready: Ready, clock: Clock
+) -> tuple[Outcome, list[tuple[str, EventEnvelope]]]:
     cid = ready.envelope.command_id
     uow.begin_command()
     try:
@@ -63,7 +68,10 @@ def _apply(uow: UnitOfWork, ready: Ready, clock: Clock) -> tuple[Outcome, list[t
         uow.rollback_command()
         return DeadLetter("handler_error", f"{type(exc).__name__}: {exc}"), []
     events = uow.end_command()
-    refs = [EventRef(event_id=e.event_id, aggregate_id=e.aggregate_id, version=e.version) for _, e in events]
+    refs = [
+        EventRef(event_id=e.event_id, aggregate_id=e.aggregate_id, version=e.version)
+        for _, e in events
+    ]
     return CommandResult(command_id=cid, status="accepted", events=refs), events
 
 
@@ -101,12 +109,18 @@ def process_batch(
         store.commit(events, list(fresh.values()))
     except ConcurrencyError:
         CONFLICTS.labels("batch").inc()
-        return [d if isinstance(d, DeadLetter) else _commit_single(d, store=store, settings=settings, clock=clock)
-                for d in decoded]
+        return [
+            d
+            if isinstance(d, DeadLetter)
+            else _commit_single(d, store=store, settings=settings, clock=clock)
+            for d in decoded
+        ]
     return outcomes
 
 
-def _commit_single(d: Ready | CommandResult, *, store: EventStore, settings: Settings, clock: Clock) -> Outcome:
+def _commit_single(
+    d: Ready | CommandResult, *, store: EventStore, settings: Settings, clock: Clock
+) -> Outcome:
     cid = _cid(d)
     for _ in range(settings.handler_conflict_retries):
         if (known := store.find_results([cid]).get(cid)) is not None:
@@ -120,7 +134,9 @@ def _commit_single(d: Ready | CommandResult, *, store: EventStore, settings: Set
         except ConcurrencyError:
             CONFLICTS.labels("command").inc()
     result = CommandResult.rejected(
-        cid, "conflict", f"gave up after {settings.handler_conflict_retries} concurrent-update retries"
+        cid,
+        "conflict",
+        f"gave up after {settings.handler_conflict_retries} concurrent-update retries",
     )
     try:
         store.commit([], [result])

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Self
-from uuid import UUID, NAMESPACE_URL, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from events.base import DomainEvent
 from events.catalog import EVENT_TYPES

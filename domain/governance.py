@@ -60,7 +60,8 @@ class Submission(Aggregate):
             raise NotFound(f"submission {self.id} does not exist")
         if self.status != "pending":
             raise InvariantViolation(
-                f"submission {self.id} was already {self.status}; a decision is final", "decision_final"
+                f"submission {self.id} was already {self.status}; a decision is final",
+                "decision_final",
             )
         if actor == self.submitted_by:
             raise InvariantViolation("no one may decide on their own submission", "self_approval")

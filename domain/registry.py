@@ -70,20 +70,28 @@ class RegisteredModel(Aggregate):
         self.record(ModelMetadataUpdated(**changes), meta)
 
     def set_production(self, version: str, meta: Meta) -> None:
-        self.record(ProductionVersionChanged(version=version, previous_version=self.production_version), meta)
+        self.record(
+            ProductionVersionChanged(version=version, previous_version=self.production_version),
+            meta,
+        )
 
     def check_can_roll_back(self) -> tuple[str, str]:
         if self.production_version is None:
-            raise InvariantViolation(f"model '{self.name}' has no production version", "no_production")
+            raise InvariantViolation(
+                f"model '{self.name}' has no production version", "no_production"
+            )
         if not self.production_history:
             raise InvariantViolation(
-                f"model '{self.name}' has no earlier production version to restore", "no_previous_production"
+                f"model '{self.name}' has no earlier production version to restore",
+                "no_previous_production",
             )
         return self.production_version, self.production_history[-1]
 
     def roll_back(self, reason: str, meta: Meta) -> None:
         current, previous = self.check_can_roll_back()
-        self.record(ProductionRolledBack(from_version=current, to_version=previous, reason=reason), meta)
+        self.record(
+            ProductionRolledBack(from_version=current, to_version=previous, reason=reason), meta
+        )
 
     def apply(self, event: DomainEvent, env: EventEnvelope) -> None:
         match event:
@@ -117,7 +125,9 @@ class ModelVersion(Aggregate):
 
     def register(self, fields: dict[str, Any], meta: Meta) -> None:
         if self.exists:
-            raise AlreadyExists(f"version {fields['version']} of '{fields['model_name']}' already exists")
+            raise AlreadyExists(
+                f"version {fields['version']} of '{fields['model_name']}' already exists"
+            )
         self.record(ModelVersionRegistered(**fields), meta)
 
     def check_not_archived(self) -> None:
@@ -130,10 +140,13 @@ class ModelVersion(Aggregate):
     def check_transition(self, to_stage: str) -> None:
         self.check_not_archived()
         if to_stage == self.stage:
-            raise InvariantViolation(f"version {self.semver} is already in {to_stage}", "already_in_stage")
+            raise InvariantViolation(
+                f"version {self.semver} is already in {to_stage}", "already_in_stage"
+            )
         if to_stage not in TRANSITIONS[self.stage]:
             raise InvariantViolation(
-                f"version {self.semver} cannot move from {self.stage} to {to_stage}", "illegal_transition"
+                f"version {self.semver} cannot move from {self.stage} to {to_stage}",
+                "illegal_transition",
             )
         if to_stage == "production" and "production" not in self.approved_for:
             raise InvariantViolation(
@@ -144,7 +157,9 @@ class ModelVersion(Aggregate):
     def check_submittable(self, target_stage: str) -> None:
         self.check_not_archived()
         if self.stage == target_stage:
-            raise InvariantViolation(f"version {self.semver} is already in {target_stage}", "already_in_stage")
+            raise InvariantViolation(
+                f"version {self.semver} is already in {target_stage}", "already_in_stage"
+            )
 
     def transition(self, to_stage: str, reason: str, meta: Meta) -> None:
         self.record(
@@ -158,9 +173,13 @@ class ModelVersion(Aggregate):
             meta,
         )
 
-    def approve(self, submission_id: str, target_stage: str, approvers: list[str], meta: Meta) -> None:
+    def approve(
+        self, submission_id: str, target_stage: str, approvers: list[str], meta: Meta
+    ) -> None:
         self.record(
-            VersionApproved(submission_id=submission_id, target_stage=target_stage, approvers=approvers),
+            VersionApproved(
+                submission_id=submission_id, target_stage=target_stage, approvers=approvers
+            ),
             meta,
         )
 

@@ -65,7 +65,9 @@ def seal(body: dict[str, Any]) -> EventEnvelope:
     """Build an envelope from its fields (all but "hash"), computing the hash."""
     jsonable = EventEnvelope.model_validate({**body, "hash": ""}).to_json_dict()
     jsonable.pop("hash")
-    return EventEnvelope.model_validate({**jsonable, "hash": chain_hash(body["prev_hash"], jsonable)})
+    return EventEnvelope.model_validate(
+        {**jsonable, "hash": chain_hash(body["prev_hash"], jsonable)}
+    )
 
 
 @dataclass(frozen=True)

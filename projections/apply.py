@@ -12,8 +12,13 @@ from projections import governance, registry
 from projections.registry import Projection
 
 PROJECTIONS: dict[str, Projection] = {**registry.PROJECTIONS, **governance.PROJECTIONS}
-EVENT_TOPICS = ("registry.events", "governance.events", "training.events", "serving.events",
-                "monitoring.events")
+EVENT_TOPICS = (
+    "registry.events",
+    "governance.events",
+    "training.events",
+    "serving.events",
+    "monitoring.events",
+)
 RESULTS_TOPIC = "commands.results"
 
 
@@ -22,8 +27,14 @@ def _command_status(cur: Cursor, value: bytes) -> None:
     cur.execute(
         "INSERT INTO rm_command_status (command_id, status, reason_code, sub_code, message, events)"
         " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (command_id) DO NOTHING",
-        (r.command_id, r.status, r.reason_code, r.sub_code, r.message,
-         Jsonb([e.model_dump(mode="json") for e in r.events])),
+        (
+            r.command_id,
+            r.status,
+            r.reason_code,
+            r.sub_code,
+            r.message,
+            Jsonb([e.model_dump(mode="json") for e in r.events]),
+        ),
     )
 
 
@@ -33,9 +44,21 @@ def _event(cur: Cursor, topic: str, partition: int, offset: int, value: bytes) -
         "INSERT INTO rm_audit_log (aggregate_id, version, aggregate_type, event_id, type, actor,"
         " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset)"
         " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
-        (env.aggregate_id, env.version, env.aggregate_type, env.event_id, env.type, env.actor,
-         env.occurred_at, env.correlation_id, env.causation_id, Jsonb(env.to_json_dict()), topic,
-         partition, offset),
+        (
+            env.aggregate_id,
+            env.version,
+            env.aggregate_type,
+            env.event_id,
+            env.type,
+            env.actor,
+            env.occurred_at,
+            env.correlation_id,
+            env.causation_id,
+            Jsonb(env.to_json_dict()),
+            topic,
+            partition,
+            offset,
+        ),
     )
     if cur.fetchone() is None:
         return  # this aggregate version was already projected: never apply an event twice
@@ -44,7 +67,9 @@ def _event(cur: Cursor, topic: str, partition: int, offset: int, value: bytes) -
         handler(cur, env)
 
 
-def apply_record(conn: Connection, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
+def apply_record(
+    conn: Connection, topic: str, partition: int, offset: int, value: bytes | None
+) -> bool:
     """Returns False when the record could not be projected (it is kept in rm_projection_errors)."""
     try:
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: one bad record spoils nothing

@@ -15,14 +15,26 @@ def submission_created(cur: Cursor, env: EventEnvelope) -> None:
         "INSERT INTO rm_submissions (submission_id, model_name, version, target_stage, justification,"
         " submitted_by, required_approvals, status, created_at, updated_at)"
         " VALUES (%s,%s,%s,%s,%s,%s,%s,'pending',%s,%s)",
-        (p["submission_id"], p["model_name"], p["version"], p["target_stage"], p["justification"],
-         p["submitted_by"], p["required_approvals"], env.occurred_at, env.occurred_at),
+        (
+            p["submission_id"],
+            p["model_name"],
+            p["version"],
+            p["target_stage"],
+            p["justification"],
+            p["submitted_by"],
+            p["required_approvals"],
+            env.occurred_at,
+            env.occurred_at,
+        ),
     )
 
 
 def approval_recorded(cur: Cursor, env: EventEnvelope) -> None:
-    entry = {"approver": env.payload["approver"], "comments": env.payload["comments"],
-             "at": env.occurred_at.isoformat()}
+    entry = {
+        "approver": env.payload["approver"],
+        "comments": env.payload["comments"],
+        "at": env.occurred_at.isoformat(),
+    }
     cur.execute(
         "UPDATE rm_submissions SET approvers = approvers || %s, updated_at = %s WHERE submission_id = %s",
         (Jsonb([entry]), env.occurred_at, env.aggregate_id),

@@ -34,7 +34,13 @@ def _one(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> Row | No
 
 
 def list_models(
-    conn: Connection, *, owner: str | None, stage: str | None, q: str | None, limit: int, after: str | None
+    conn: Connection,
+    *,
+    owner: str | None,
+    stage: str | None,
+    q: str | None,
+    limit: int,
+    after: str | None,
 ) -> list[Row]:
     where, params = ["TRUE"], []
     if owner:
@@ -44,13 +50,19 @@ def list_models(
         where.append("(m.name ILIKE %s OR m.description ILIKE %s)")
         params += [f"%{q}%", f"%{q}%"]
     if stage:
-        where.append("EXISTS (SELECT 1 FROM rm_model_versions v WHERE v.model_name = m.name AND v.stage = %s)")
+        where.append(
+            "EXISTS (SELECT 1 FROM rm_model_versions v WHERE v.model_name = m.name AND v.stage = %s)"
+        )
         params.append(stage)
     if after:
         where.append("m.name > %s")
         params.append(after)
     params.append(limit)
-    return _all(conn, f"SELECT * FROM rm_models m WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s", params)
+    return _all(
+        conn,
+        f"SELECT * FROM rm_models m WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s",
+        params,
+    )
 
 
 def get_model(conn: Connection, name: str) -> Row | None:
@@ -66,7 +78,11 @@ def list_versions(conn: Connection, name: str) -> list[Row]:
 
 
 def get_version(conn: Connection, name: str, version: str) -> Row | None:
-    return _one(conn, "SELECT * FROM rm_model_versions WHERE model_name = %s AND version = %s", (name, version))
+    return _one(
+        conn,
+        "SELECT * FROM rm_model_versions WHERE model_name = %s AND version = %s",
+        (name, version),
+    )
 
 
 def stage_history(conn: Connection, name: str, version: str) -> list[Row]:
@@ -77,7 +93,9 @@ def stage_history(conn: Connection, name: str, version: str) -> list[Row]:
     )
 
 
-def list_datasets(conn: Connection, *, name: str | None, limit: int, after: str | None) -> list[Row]:
+def list_datasets(
+    conn: Connection, *, name: str | None, limit: int, after: str | None
+) -> list[Row]:
     where, params = ["TRUE"], []
     if name:
         where.append("name = %s")
@@ -94,7 +112,12 @@ def list_datasets(conn: Connection, *, name: str | None, limit: int, after: str 
 
 
 def list_submissions(
-    conn: Connection, *, status: str | None, model_name: str | None, awaiting: str | None, limit: int,
+    conn: Connection,
+    *,
+    status: str | None,
+    model_name: str | None,
+    awaiting: str | None,
+    limit: int,
     after: str | None,
 ) -> list[Row]:
     where, params = ["TRUE"], []

@@ -18,8 +18,17 @@ def model_registered(cur: Cursor, env: EventEnvelope) -> None:
     cur.execute(
         "INSERT INTO rm_models (name, aggregate_id, description, intended_use, limitations, owner, tags,"
         " created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-        (p["name"], env.aggregate_id, p["description"], p["intended_use"], p["limitations"],
-         p["owner"], Jsonb(p["tags"]), env.occurred_at, env.occurred_at),
+        (
+            p["name"],
+            env.aggregate_id,
+            p["description"],
+            p["intended_use"],
+            p["limitations"],
+            p["owner"],
+            Jsonb(p["tags"]),
+            env.occurred_at,
+            env.occurred_at,
+        ),
     )
 
 
@@ -29,8 +38,14 @@ def model_metadata_updated(cur: Cursor, env: EventEnvelope) -> None:
         "UPDATE rm_models SET description = coalesce(%s, description),"
         " intended_use = coalesce(%s, intended_use), limitations = coalesce(%s, limitations),"
         " tags = tags || coalesce(%s, '{}'::jsonb), updated_at = %s WHERE aggregate_id = %s",
-        (p.get("description"), p.get("intended_use"), p.get("limitations"),
-         Jsonb(p["tags"]) if p.get("tags") is not None else None, env.occurred_at, env.aggregate_id),
+        (
+            p.get("description"),
+            p.get("intended_use"),
+            p.get("limitations"),
+            Jsonb(p["tags"]) if p.get("tags") is not None else None,
+            env.occurred_at,
+            env.aggregate_id,
+        ),
     )
 
 
@@ -39,8 +54,15 @@ def dataset_registered(cur: Cursor, env: EventEnvelope) -> None:
     cur.execute(
         "INSERT INTO rm_datasets (name, version, uri, checksum, description, registered_by, created_at)"
         " VALUES (%s,%s,%s,%s,%s,%s,%s)",
-        (p["name"], p["version"], p["uri"], p["checksum"], p["description"], p["registered_by"],
-         env.occurred_at),
+        (
+            p["name"],
+            p["version"],
+            p["uri"],
+            p["checksum"],
+            p["description"],
+            p["registered_by"],
+            env.occurred_at,
+        ),
     )
 
 
@@ -51,8 +73,20 @@ def model_version_registered(cur: Cursor, env: EventEnvelope) -> None:
         "INSERT INTO rm_model_versions (model_name, version, aggregate_id, major, minor, patch, stage,"
         " artifact, lineage, metrics, registered_by, created_at, updated_at)"
         " VALUES (%s,%s,%s,%s,%s,%s,'development',%s,%s,%s,%s,%s,%s)",
-        (p["model_name"], p["version"], env.aggregate_id, major, minor, patch, Jsonb(p["artifact"]),
-         Jsonb(p["lineage"]), Jsonb(p["metrics"]), p["registered_by"], env.occurred_at, env.occurred_at),
+        (
+            p["model_name"],
+            p["version"],
+            env.aggregate_id,
+            major,
+            minor,
+            patch,
+            Jsonb(p["artifact"]),
+            Jsonb(p["lineage"]),
+            Jsonb(p["metrics"]),
+            p["registered_by"],
+            env.occurred_at,
+            env.occurred_at,
+        ),
     )
     cur.execute(
         "UPDATE rm_models SET version_count = version_count + 1, updated_at = %s WHERE name = %s",
@@ -64,7 +98,11 @@ def version_approved(cur: Cursor, env: EventEnvelope) -> None:
     p = env.payload
     cur.execute(
         "UPDATE rm_model_versions SET approvals = approvals || %s, updated_at = %s WHERE aggregate_id = %s",
-        (Jsonb([{**p, "approved_at": env.occurred_at.isoformat()}]), env.occurred_at, env.aggregate_id),
+        (
+            Jsonb([{**p, "approved_at": env.occurred_at.isoformat()}]),
+            env.occurred_at,
+            env.aggregate_id,
+        ),
     )
 
 
@@ -77,13 +115,23 @@ def stage_transitioned(cur: Cursor, env: EventEnvelope) -> None:
     cur.execute(
         "INSERT INTO rm_stage_history (aggregate_id, event_version, model_name, version, from_stage,"
         " to_stage, reason, actor, occurred_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-        (env.aggregate_id, env.version, p["model_name"], p["version"], p["from_stage"], p["to_stage"],
-         p["reason"], env.actor, env.occurred_at),
+        (
+            env.aggregate_id,
+            env.version,
+            p["model_name"],
+            p["version"],
+            p["from_stage"],
+            p["to_stage"],
+            p["reason"],
+            env.actor,
+            env.occurred_at,
+        ),
     )
     # The model's staging pointer is the latest version moved into staging.
     if p["to_stage"] == "staging":
         cur.execute(
-            "UPDATE rm_models SET staging_version = %s WHERE name = %s", (p["version"], p["model_name"])
+            "UPDATE rm_models SET staging_version = %s WHERE name = %s",
+            (p["version"], p["model_name"]),
         )
     elif p["from_stage"] == "staging":
         cur.execute(

@@ -18,7 +18,9 @@ def token(s: Settings, subject: str, *roles: str) -> str:
     return issue_token(s, subject, list(roles))
 
 
-def envelope(ctype: str, payload: dict[str, Any], command_id: str | None = None, version: int = 1) -> dict[str, Any]:
+def envelope(
+    ctype: str, payload: dict[str, Any], command_id: str | None = None, version: int = 1
+) -> dict[str, Any]:
     return {
         "command_id": command_id or str(uuid.uuid4()),
         "type": ctype,
@@ -29,7 +31,9 @@ def envelope(ctype: str, payload: dict[str, Any], command_id: str | None = None,
 
 
 def producer(s: Settings) -> Producer:
-    return Producer({"bootstrap.servers": s.kafka_bootstrap_servers, "linger.ms": 5, "enable.idempotence": True})
+    return Producer(
+        {"bootstrap.servers": s.kafka_bootstrap_servers, "linger.ms": 5, "enable.idempotence": True}
+    )
 
 
 def publish(p: Producer, topic: str, value: bytes, tok: str | None, key: str | None = None) -> None:
@@ -40,15 +44,26 @@ def publish(p: Producer, topic: str, value: bytes, tok: str | None, key: str | N
 def end_offsets(s: Settings, topic: str) -> list[TopicPartition]:
     c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    out = [TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]) for p in parts]
+    out = [
+        TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+        for p in parts
+    ]
     c.close()
     return out
 
 
-def read_from(s: Settings, start: list[TopicPartition], until: Any, timeout_s: float = 60.0) -> list[Any]:
+def read_from(
+    s: Settings, start: list[TopicPartition], until: Any, timeout_s: float = 60.0
+) -> list[Any]:
     """Read records from `start` (read_committed) until `until(records)` is true or time runs out."""
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"t-{uuid.uuid4()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": f"t-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     c.assign(start)
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
@@ -60,7 +75,9 @@ def read_from(s: Settings, start: list[TopicPartition], until: Any, timeout_s: f
     return out
 
 
-def results_for(s: Settings, start: list[TopicPartition], ids: Iterable[str], timeout_s: float = 60.0) -> dict[str, list[dict[str, Any]]]:
+def results_for(
+    s: Settings, start: list[TopicPartition], ids: Iterable[str], timeout_s: float = 60.0
+) -> dict[str, list[dict[str, Any]]]:
     wanted = set(ids)
     found: dict[str, list[dict[str, Any]]] = {}
 

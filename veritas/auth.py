@@ -54,12 +54,19 @@ class Principal:
     roles: frozenset[Role]
 
 
-def issue_token(settings: Settings, subject: str, roles: list[str], ttl_s: int | None = None) -> str:
+def issue_token(
+    settings: Settings, subject: str, roles: list[str], ttl_s: int | None = None
+) -> str:
     unknown = set(roles) - {r.value for r in Role}
     if unknown:
         raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
     now = int(time.time())
-    claims = {"sub": subject, "roles": roles, "iat": now, "exp": now + (ttl_s or settings.jwt_ttl_seconds)}
+    claims = {
+        "sub": subject,
+        "roles": roles,
+        "iat": now,
+        "exp": now + (ttl_s or settings.jwt_ttl_seconds),
+    }
     if settings.jwt_algorithm == "RS256":
         if settings.jwt_private_key is None:
             raise ValueError("RS256 needs VERITAS_JWT_PRIVATE_KEY to issue tokens")
@@ -75,10 +82,14 @@ def authenticate(settings: Settings, authorization: str | None) -> Principal:
         raise AuthError("unauthenticated", "authorization must be 'Bearer <JWT>'")
     alg = settings.jwt_algorithm
     if alg == "RS256" and not settings.jwt_public_key:
-        raise AuthError("unauthenticated", "server misconfigured: RS256 without VERITAS_JWT_PUBLIC_KEY")
+        raise AuthError(
+            "unauthenticated", "server misconfigured: RS256 without VERITAS_JWT_PUBLIC_KEY"
+        )
     key = settings.jwt_public_key if alg == "RS256" else settings.jwt_secret.get_secret_value()
     try:
-        claims = jwt.decode(token.strip(), key, algorithms=[alg], options={"require": ["sub", "exp"]})
+        claims = jwt.decode(
+            token.strip(), key, algorithms=[alg], options={"require": ["sub", "exp"]}
+        )
     except jwt.ExpiredSignatureError:
         raise AuthError("unauthenticated", "token expired") from None
     except jwt.InvalidTokenError as exc:
@@ -86,7 +97,9 @@ def authenticate(settings: Settings, authorization: str | None) -> Principal:
     roles = claims.get("roles", [])
     if not isinstance(roles, list) or not isinstance(claims["sub"], str) or not claims["sub"]:
         raise AuthError("unauthenticated", "token claims 'sub' and 'roles' are malformed")
-    return Principal(claims["sub"], frozenset(Role(r) for r in roles if r in Role.__members__.values()))
+    return Principal(
+        claims["sub"], frozenset(Role(r) for r in roles if r in Role.__members__.values())
+    )
 
 
 def authorize(principal: Principal, action: str) -> None:

@@ -23,7 +23,9 @@ def up() -> None:
     """Start Kafka, Postgres, the workers and the API in the background (idempotent)."""
     s = Settings()
     services.up(s)
-    typer.echo(f"veritas is up: API {s.api_url}, Kafka {s.kafka_bootstrap_servers}, logs {s.log_dir}")
+    typer.echo(
+        f"veritas is up: API {s.api_url}, Kafka {s.kafka_bootstrap_servers}, logs {s.log_dir}"
+    )
 
 
 @app.command()
@@ -83,7 +85,9 @@ def send_cmd(
     send(c, token_, env, key=str(body.get("model_name") or body.get("name") or env["command_id"]))
     result = watcher.wait(env["command_id"], wait)
     watcher.close()
-    typer.echo(json.dumps(result or {"command_id": env["command_id"], "status": "pending"}, indent=2))
+    typer.echo(
+        json.dumps(result or {"command_id": env["command_id"], "status": "pending"}, indent=2)
+    )
     raise typer.Exit(0 if result and result["status"] == "accepted" else 1)
 
 
@@ -93,7 +97,9 @@ def query(
     token_: Annotated[str, typer.Option("--token", envvar="VERITAS_TOKEN")],
 ) -> None:
     """GET a read-model API path and print the JSON."""
-    r = httpx.get(f"{Settings().api_url}{path}", headers={"authorization": f"Bearer {token_}"}, timeout=10)
+    r = httpx.get(
+        f"{Settings().api_url}{path}", headers={"authorization": f"Bearer {token_}"}, timeout=10
+    )
     typer.echo(json.dumps(r.json(), indent=2))
     raise typer.Exit(0 if r.is_success else 1)
 

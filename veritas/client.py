@@ -14,8 +14,12 @@ from commands.catalog import COMMAND_TYPES, topic_for
 from veritas.bootstrap import Container
 
 
-def envelope(command_type: str, payload: dict[str, Any], command_id: str | None = None,
-             schema_version: int | None = None) -> dict[str, Any]:
+def envelope(
+    command_type: str,
+    payload: dict[str, Any],
+    command_id: str | None = None,
+    schema_version: int | None = None,
+) -> dict[str, Any]:
     cls = COMMAND_TYPES.get(command_type)
     return {
         "command_id": command_id or str(uuid.uuid4()),
@@ -30,15 +34,27 @@ class ResultWatcher:
     """Subscribe to commands.results from its current end before sending, then wait."""
 
     def __init__(self, container: Container) -> None:
-        self.consumer = Consumer(container.kafka_config(**{
-            "group.id": f"veritas-cli-{uuid.uuid4()}", "enable.auto.commit": False,
-            "isolation.level": "read_committed"}))
+        self.consumer = Consumer(
+            container.kafka_config(
+                **{
+                    "group.id": f"veritas-cli-{uuid.uuid4()}",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                }
+            )
+        )
         meta = self.consumer.list_topics("commands.results", timeout=10)
         parts = meta.topics["commands.results"].partitions
         # Resolve the end offsets now, so a result that lands right after we send is not missed.
-        ends = [self.consumer.get_watermark_offsets(TopicPartition("commands.results", p), timeout=10)[1]
-                for p in parts]
-        self.consumer.assign([TopicPartition("commands.results", p, e) for p, e in zip(parts, ends, strict=True)])
+        ends = [
+            self.consumer.get_watermark_offsets(TopicPartition("commands.results", p), timeout=10)[
+                1
+            ]
+            for p in parts
+        ]
+        self.consumer.assign(
+            [TopicPartition("commands.results", p, e) for p, e in zip(parts, ends, strict=True)]
+        )
         self.seen: dict[str, dict[str, Any]] = {}
 
     def wait(self, command_id: str, timeout_s: float = 15.0) -> dict[str, Any] | None:
@@ -57,6 +73,10 @@ class ResultWatcher:
 def send(container: Container, token: str, env: dict[str, Any], key: str | None = None) -> None:
     producer = Producer(container.kafka_config(**{"enable.idempotence": True}))
     topic = topic_for(env["type"]) if env["type"] in COMMAND_TYPES else "registry.commands"
-    producer.produce(topic, key=key or env["command_id"], value=json.dumps(env).encode(),
-                     headers=[("authorization", f"Bearer {token}".encode())])
+    producer.produce(
+        topic,
+        key=key or env["command_id"],
+        value=json.dumps(env).encode(),
+        headers=[("authorization", f"Bearer {token}".encode())],
+    )
     producer.flush(10)

@@ -23,27 +23,50 @@ def _step(title: str) -> None:
 
 
 def _post(api: httpx.Client, token: str, ctype: str, payload: dict[str, Any]) -> dict[str, Any]:
-    r = api.post("/commands", params={"wait": "true"}, json={"type": ctype, "payload": payload},
-                 headers={"authorization": f"Bearer {token}"})
+    r = api.post(
+        "/commands",
+        params={"wait": "true"},
+        json={"type": ctype, "payload": payload},
+        headers={"authorization": f"Bearer {token}"},
+    )
     body: dict[str, Any] = r.json()
     outcome = body.get("status")
-    extra = f" ({body.get('reason_code')}/{body.get('sub_code')}: {body.get('message')})" if outcome == "rejected" else ""
+    extra = (
+        f" ({body.get('reason_code')}/{body.get('sub_code')}: {body.get('message')})"
+        if outcome == "rejected"
+        else ""
+    )
     print(f"   {ctype:<22} -> {outcome}{extra}")
     return body
 
 
-def run(s: Settings) -> int:  # noqa: PLR0915 - a linear script
+def run(s: Settings) -> int:
     c = bootstrap(s)
-    tok = {who: issue_token(s, who, roles) for who, roles in {
-        "alice": ["data_scientist"], "dave": ["data_scientist", "approver"], "bob": ["approver"],
-        "carol": ["approver"], "olga": ["ml_engineer"], "audrey": ["auditor"]}.items()}
+    tok = {
+        who: issue_token(s, who, roles)
+        for who, roles in {
+            "alice": ["data_scientist"],
+            "dave": ["data_scientist", "approver"],
+            "bob": ["approver"],
+            "carol": ["approver"],
+            "olga": ["ml_engineer"],
+            "audrey": ["auditor"],
+        }.items()
+    }
     name = f"iris-classifier-{uuid.uuid4().hex[:6]}"
     api = httpx.Client(base_url=s.api_url, timeout=20)
     ok = True
 
     _step("1. A plain Kafka client publishes RegisterModel to registry.commands")
-    env = envelope("RegisterModel", {"name": name, "description": "Iris species classifier",
-                                     "intended_use": "Teaching and demos", "limitations": "150 samples only"})
+    env = envelope(
+        "RegisterModel",
+        {
+            "name": name,
+            "description": "Iris species classifier",
+            "intended_use": "Teaching and demos",
+            "limitations": "150 samples only",
+        },
+    )
     watcher = ResultWatcher(c)
     t0 = time.monotonic()
     send(c, tok["alice"], env, key=name)
@@ -56,7 +79,9 @@ def run(s: Settings) -> int:  # noqa: PLR0915 - a linear script
             model = r.json()
             break
         time.sleep(0.05)
-    print(f"   GET /models/{name} after {time.monotonic() - t0:.2f}s: owner={model and model['owner']}")
+    print(
+        f"   GET /models/{name} after {time.monotonic() - t0:.2f}s: owner={model and model['owner']}"
+    )
     ok &= model is not None
 
     _step("2. Bad input gets a clear answer and stops nothing")
@@ -72,34 +97,79 @@ def run(s: Settings) -> int:  # noqa: PLR0915 - a linear script
     _step("3. Governance: dataset, version with lineage, two distinct approvers, promotion")
     data = b"iris.csv from scikit-learn"
     checksum = hashlib.sha256(data).hexdigest()
-    _post(api, tok["alice"], "RegisterDataset", {"name": "iris", "version": "1.0.0",
-          "uri": "sklearn://datasets/iris", "checksum": checksum})
-    _post(api, tok["alice"], "RegisterModelVersion", {
-        "model_name": name, "version": "1.0.0",
-        "artifact": {"uri": f"file://var/artifacts/{name}/1.0.0.pt", "sha256": hashlib.sha256(b"w").hexdigest(),
-                     "signature": "demo-signature"},
-        "lineage": {"dataset": {"name": "iris", "version": "1.0.0", "checksum": checksum},
-                    "training_config": {"epochs": 50, "lr": 0.01}, "code_revision": "demo"},
-        "metrics": {"accuracy": 0.96}})
-    _post(api, tok["olga"], "TransitionStage", {"model_name": name, "version": "1.0.0", "stage": "production"})
-    sub = _post(api, tok["dave"], "SubmitForApproval", {"model_name": name, "version": "1.0.0",
-                "target_stage": "production", "justification": "accuracy 0.96 on held-out data"})
+    _post(
+        api,
+        tok["alice"],
+        "RegisterDataset",
+        {
+            "name": "iris",
+            "version": "1.0.0",
+            "uri": "sklearn://datasets/iris",
+            "checksum": checksum,
+        },
+    )
+    _post(
+        api,
+        tok["alice"],
+        "RegisterModelVersion",
+        {
+            "model_name": name,
+            "version": "1.0.0",
+            "artifact": {
+                "uri": f"file://var/artifacts/{name}/1.0.0.pt",
+                "sha256": hashlib.sha256(b"w").hexdigest(),
+                "signature": "demo-signature",
+            },
+            "lineage": {
+                "dataset": {"name": "iris", "version": "1.0.0", "checksum": checksum},
+                "training_config": {"epochs": 50, "lr": 0.01},
+                "code_revision": "demo",
+            },
+            "metrics": {"accuracy": 0.96},
+        },
+    )
+    _post(
+        api,
+        tok["olga"],
+        "TransitionStage",
+        {"model_name": name, "version": "1.0.0", "stage": "production"},
+    )
+    sub = _post(
+        api,
+        tok["dave"],
+        "SubmitForApproval",
+        {
+            "model_name": name,
+            "version": "1.0.0",
+            "target_stage": "production",
+            "justification": "accuracy 0.96 on held-out data",
+        },
+    )
     sub_id = next(e["aggregate_id"] for e in sub["events"])
     _post(api, tok["dave"], "ApproveSubmission", {"submission_id": sub_id})
     _post(api, tok["bob"], "ApproveSubmission", {"submission_id": sub_id, "comments": "looks good"})
     _post(api, tok["bob"], "ApproveSubmission", {"submission_id": sub_id})
     _post(api, tok["carol"], "ApproveSubmission", {"submission_id": sub_id})
-    promoted = _post(api, tok["olga"], "TransitionStage",
-                     {"model_name": name, "version": "1.0.0", "stage": "production"})
+    promoted = _post(
+        api,
+        tok["olga"],
+        "TransitionStage",
+        {"model_name": name, "version": "1.0.0", "stage": "production"},
+    )
     ok &= promoted.get("status") == "accepted"
     model = api.get(f"/models/{name}", headers={"authorization": f"Bearer {tok['alice']}"}).json()
     print(f"   GET /models/{name}: production_version={model['production_version']}")
 
     _step("4. Audit: the model's hash chain, verified from the read model")
-    r = api.get(f"/audit/RegisteredModel/{model_id(name)}", headers={"authorization": f"Bearer {tok['audrey']}"})
+    r = api.get(
+        f"/audit/RegisteredModel/{model_id(name)}",
+        headers={"authorization": f"Bearer {tok['audrey']}"},
+    )
     trail = r.json()
-    print(f"   {len(trail['events'])} events, chain_valid={trail['chain_valid']}: "
-          + ", ".join(e["type"] for e in trail["events"]))
+    print(
+        f"   {len(trail['events'])} events, chain_valid={trail['chain_valid']}: "
+        + ", ".join(e["type"] for e in trail["events"])
+    )
     ok &= bool(trail["chain_valid"])
     print("\ndemo " + ("succeeded" if ok else "FAILED"))
     c.close()

@@ -87,7 +87,9 @@ class InMemoryEventStore:
                 self._streams.setdefault(env.aggregate_id, []).append(env)
                 s = _stored(context, env)
                 self._log.append(
-                    Notification(len(self._log) + 1, s.topic, env.aggregate_id, env.version, s.state)
+                    Notification(
+                        len(self._log) + 1, s.topic, env.aggregate_id, env.version, s.state
+                    )
                 )
             self._results.update({r.command_id: r for r in results})
 
@@ -104,7 +106,9 @@ class InMemoryEventStore:
 class _Recorder(PostgresApplicationRecorder):
     """Adds the command results to the same transaction as the events."""
 
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kw: Any) -> None:
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kw: Any
+    ) -> None:
         results: Sequence[CommandResult] = kw.get("results", ())
         if results:
             curs.executemany(
@@ -143,7 +147,9 @@ class PostgresEventStore:
             )
 
     def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
-        return [EventEnvelope.from_bytes(s.state) for s in self.recorder.select_events(aggregate_id)]
+        return [
+            EventEnvelope.from_bytes(s.state) for s in self.recorder.select_events(aggregate_id)
+        ]
 
     def commit(
         self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
@@ -162,10 +168,14 @@ class PostgresEventStore:
                 "WHERE command_id = ANY(%s)",
                 (list(command_ids),),
             )
-            return {r["command_id"]: CommandResult.model_validate(r["result"]) for r in curs.fetchall()}
+            return {
+                r["command_id"]: CommandResult.model_validate(r["result"]) for r in curs.fetchall()
+            }
 
     def notifications(self, after: int, limit: int) -> list[Notification]:
-        rows = self.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+        rows = self.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
         return [
             Notification(n.id, n.topic, UUID(str(n.originator_id)), n.originator_version, n.state)
             for n in rows

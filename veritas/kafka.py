@@ -62,7 +62,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         if t.name not in existing
     ]
     created = []
-    for name, fut in (admin.create_topics(wanted, request_timeout=timeout_s).items() if wanted else []):
+    for name, fut in (
+        admin.create_topics(wanted, request_timeout=timeout_s).items() if wanted else []
+    ):
         try:
             fut.result()
             created.append(name)

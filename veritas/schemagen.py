@@ -45,7 +45,7 @@ class _RegisterModelV1(Command):
     purpose: Text
     limitations: Text
     owner: Name | None = None
-    tags: Tags = {}  # noqa: RUF012 - a pydantic field; pydantic copies the default
+    tags: Tags = {}
 
 
 # Older schema versions of command payloads, kept so that old messages stay documented.

@@ -29,8 +29,19 @@ def _commands(s: Settings) -> dict[str, list[str]]:
         "command-handler": [py, "-m", "workers.command_handler"],
         "relay": [py, "-m", "workers.relay"],
         "projector": [py, "-m", "workers.projector"],
-        "api": [py, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(s.api_port),
-                "--no-access-log", "--log-level", "warning"],
+        "api": [
+            py,
+            "-m",
+            "uvicorn",
+            "api.main:app",
+            "--host",
+            s.api_host,
+            "--port",
+            str(s.api_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
     }
 
 
@@ -44,14 +55,16 @@ def service_pid(s: Settings, name: str) -> int | None:
         os.kill(value, 0)
     except (OSError, ValueError):
         return None
-    cmdline = Path(f"/proc/{value}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    cmdline = (
+        Path(f"/proc/{value}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    )
     marker = "api.main:app" if name == "api" else _commands(s)[name][2]
     return value if marker in cmdline else None  # a reused pid is not ours
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return 200 <= r.status < 300
     except OSError:
         return False
@@ -87,8 +100,14 @@ def start_service(s: Settings, name: str) -> int:
     if pid is not None:
         return pid
     with (s.log_dir / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(_commands(s)[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            _commands(s)[name],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _pidfile(s, name).write_text(str(proc.pid))
     return proc.pid
 
@@ -100,7 +119,9 @@ def wait_healthy(s: Settings, names: list[str], timeout_s: float = 90.0) -> None
         pending = {n for n in pending if not _service_healthy(s, n)}
         time.sleep(0.3)
     if pending:
-        raise RuntimeError(f"not healthy after {timeout_s:.0f}s: {sorted(pending)}; see {s.log_dir}")
+        raise RuntimeError(
+            f"not healthy after {timeout_s:.0f}s: {sorted(pending)}; see {s.log_dir}"
+        )
 
 
 def up(s: Settings, timeout_s: float = 90.0) -> None:

@@ -41,7 +41,10 @@ class UnitOfWork:
         for agg_id, before in self._undo.items():
             agg = self._cache[agg_id]
             start = len(before.pending) if before is not None else 0
-            out.extend((agg.pending_order[i], agg.context, agg.pending[i]) for i in range(start, len(agg.pending)))
+            out.extend(
+                (agg.pending_order[i], agg.context, agg.pending[i])
+                for i in range(start, len(agg.pending))
+            )
         self._undo = {}
         return [(ctx, env) for _, ctx, env in sorted(out, key=lambda t: t[0])]
 

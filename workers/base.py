@@ -31,5 +31,7 @@ METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2}
 
 def start_worker(container: Container, name: str) -> Stopper:
     logs.configure(name, container.settings.log_level)
-    start_http_server(container.settings.metrics_port_base + METRICS_PORT_OFFSET[name], addr="127.0.0.1")
+    start_http_server(
+        container.settings.metrics_port_base + METRICS_PORT_OFFSET[name], addr="127.0.0.1"
+    )
     return Stopper()

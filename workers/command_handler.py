@@ -9,6 +9,7 @@ doubled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -60,14 +61,18 @@ def _first_offsets(msgs: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in first.items()]
 
 
-def publish(producer: Producer, consumer: Consumer, msgs: list[Message], outcomes: list[Outcome]) -> None:
+def publish(
+    producer: Producer, consumer: Consumer, msgs: list[Message], outcomes: list[Outcome]
+) -> None:
     producer.begin_transaction()
     for msg, outcome in zip(msgs, outcomes, strict=True):
         if isinstance(outcome, CommandResult):
             producer.produce("commands.results", key=outcome.command_id, value=outcome.to_bytes())
             OUTCOMES.labels(outcome.status, outcome.reason_code or "").inc()
         else:
-            producer.produce("commands.dlq", key=msg.key(), value=msg.value(), headers=_dlq_headers(msg, outcome))
+            producer.produce(
+                "commands.dlq", key=msg.key(), value=msg.value(), headers=_dlq_headers(msg, outcome)
+            )
             OUTCOMES.labels("dead_lettered", outcome.reason).inc()
     producer.send_offsets_to_transaction(_next_offsets(msgs), consumer.consumer_group_metadata())
     producer.commit_transaction()
@@ -89,7 +94,9 @@ def run(container: Container) -> None:
             }
         )
     )
-    producer = Producer(container.kafka_config(**{"transactional.id": "veritas-command-handler-0", "linger.ms": 2}))
+    producer = Producer(
+        container.kafka_config(**{"transactional.id": "veritas-command-handler-0", "linger.ms": 2})
+    )
     producer.init_transactions(30)
     consumer.subscribe(list(COMMAND_TOPICS.values()))
     store = container.store
@@ -103,12 +110,10 @@ def run(container: Container) -> None:
                 items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
                 outcomes = process_batch(items, store=store, settings=s, clock=container.clock)
                 publish(producer, consumer, msgs, outcomes)
-        except (KafkaException, OSError, Exception) as exc:  # noqa: BLE001 - retried, never dropped
+        except (KafkaException, OSError, Exception) as exc:
             log.exception("batch failed; it will be retried: %s", type(exc).__name__)
-            try:
+            with contextlib.suppress(KafkaException):
                 producer.abort_transaction(10)
-            except KafkaException:
-                pass
             for tp in _first_offsets(msgs):
                 consumer.seek(tp)
             time.sleep(1.0)

@@ -14,14 +14,24 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from projections.apply import EVENT_TOPICS, RESULTS_TOPIC, apply_record, load_positions, save_positions
+from projections.apply import (
+    EVENT_TOPICS,
+    RESULTS_TOPIC,
+    apply_record,
+    load_positions,
+    save_positions,
+)
 from projections.schema import migrate
 from veritas.bootstrap import Container, bootstrap
 from workers.base import start_worker
 
 log = logging.getLogger("veritas.projector")
-PROJECTED = Counter("veritas_projected_records_total", "Records applied to read models", ["outcome"])
-LAG = Gauge("veritas_projection_lag_records", "Records on Kafka not yet projected", ["topic", "partition"])
+PROJECTED = Counter(
+    "veritas_projected_records_total", "Records applied to read models", ["outcome"]
+)
+LAG = Gauge(
+    "veritas_projection_lag_records", "Records on Kafka not yet projected", ["topic", "partition"]
+)
 
 
 class Projector:
@@ -71,7 +81,9 @@ class Projector:
 
     def _report_lag(self, msgs: list[Message]) -> None:
         for m in msgs[-1:]:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(m.topic(), m.partition()), cached=True)
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(m.topic(), m.partition()), cached=True
+            )
             LAG.labels(m.topic(), str(m.partition())).set(max(0, high - m.offset() - 1))
 
     def close(self) -> None:

@@ -88,7 +88,9 @@ def relay_batch(producer: Producer, store: EventStore, position: int, limit: int
 
 def make_producer(container: Container) -> Producer:
     producer = Producer(
-        container.kafka_config(**{"transactional.id": "veritas-relay", "linger.ms": 1, "compression.type": "lz4"})
+        container.kafka_config(
+            **{"transactional.id": "veritas-relay", "linger.ms": 1, "compression.type": "lz4"}
+        )
     )
     producer.init_transactions(30)
     return producer

@@ -23,7 +23,10 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
     rng = random.Random(20261127)
     run = uuid.uuid4().hex[:8]
     tok = token(stack, "alice", "data_scientist")
-    res_start, ev_start = end_offsets(stack, "commands.results"), end_offsets(stack, "registry.events")
+    res_start, ev_start = (
+        end_offsets(stack, "commands.results"),
+        end_offsets(stack, "registry.events"),
+    )
     p = producer(stack)
     shared = [f"crash-{run}-shared-{k}" for k in range(50)]
     sent: list[str] = []
@@ -35,7 +38,12 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
 
     base = _count(stack, "SELECT count(*) FROM veritas_command_results")
     for name in shared:
-        send("RegisterModel", {"name": name, "description": "d", "intended_use": "u", "limitations": "l"}, name, 2)
+        send(
+            "RegisterModel",
+            {"name": name, "description": "d", "intended_use": "u", "limitations": "l"},
+            name,
+            2,
+        )
     p.flush(10)
     for chunk in range(10):
         for i in range(995):
@@ -44,8 +52,12 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
                 send("UpdateModelMetadata", {"name": name, "tags": {f"c{chunk}i{i}": "x"}}, name)
             else:
                 name = f"crash-{run}-{chunk}-{i}"
-                send("RegisterModel", {"name": name, "description": "d", "intended_use": "u",
-                                       "limitations": "l"}, name, 2)
+                send(
+                    "RegisterModel",
+                    {"name": name, "description": "d", "intended_use": "u", "limitations": "l"},
+                    name,
+                    2,
+                )
     assert p.flush(30) == 0
     assert len(sent) == 10_000
 
@@ -58,7 +70,10 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
         victims = rng.choice([["command-handler"], ["relay"], ["command-handler", "relay"]])
         for v in victims:
             services.kill_service(stack, v)
-        mid_run_kills += int(done < 10_000 + base or relayed < _count(stack, "SELECT max(notification_id) FROM veritas_events"))
+        mid_run_kills += int(
+            done < 10_000 + base
+            or relayed < _count(stack, "SELECT max(notification_id) FROM veritas_events")
+        )
         time.sleep(rng.uniform(0.0, 0.3))
         for v in victims:
             services.start_service(stack, v)
@@ -75,7 +90,7 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
     seen_ids: set[str] = set()
 
     def all_there(msgs: list[object]) -> bool:
-        for m in msgs[len(scanned):]:
+        for m in msgs[len(scanned) :]:
             seen_ids.add(json.loads(m.value())["event_id"])  # type: ignore[attr-defined]
         scanned[:] = msgs
         return expected_events <= seen_ids
@@ -84,8 +99,12 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
 
     msgs = read_from(stack, ev_start, all_there, timeout_s=300)
     time.sleep(2)
-    msgs += read_from(stack, [type(tp)(tp.topic, tp.partition, tp.offset) for tp in _after(msgs, ev_start)],
-                      lambda _: False, timeout_s=3)  # anything doubled would show up right behind
+    msgs += read_from(
+        stack,
+        [type(tp)(tp.topic, tp.partition, tp.offset) for tp in _after(msgs, ev_start)],
+        lambda _: False,
+        timeout_s=3,
+    )  # anything doubled would show up right behind
     streams: dict[str, list[EventEnvelope]] = defaultdict(list)
     for m in msgs:
         env = EventEnvelope.from_bytes(m.value())

@@ -22,12 +22,21 @@ def test_plain_kafka_client_registers_a_model_visible_in_api_within_5s(stack: Se
     # Nothing from the project: a raw confluent-kafka producer and DESIGN's envelope.
     name = f"skeleton-{uuid.uuid4().hex[:8]}"
     tok = token(stack, "alice", "data_scientist")
-    env = {"command_id": str(uuid.uuid4()), "type": "RegisterModel", "schema_version": 2,
-           "issued_at": "2026-11-27T12:00:00Z", "payload": _register_payload(name)}
+    env = {
+        "command_id": str(uuid.uuid4()),
+        "type": "RegisterModel",
+        "schema_version": 2,
+        "issued_at": "2026-11-27T12:00:00Z",
+        "payload": _register_payload(name),
+    }
     p = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
     t0 = time.monotonic()
-    p.produce("registry.commands", key=name, value=json.dumps(env).encode(),
-              headers=[("authorization", f"Bearer {tok}".encode())])
+    p.produce(
+        "registry.commands",
+        key=name,
+        value=json.dumps(env).encode(),
+        headers=[("authorization", f"Bearer {tok}".encode())],
+    )
     p.flush(5)
     body = None
     with httpx.Client(base_url=stack.api_url, headers={"authorization": f"Bearer {tok}"}) as api:
@@ -48,20 +57,42 @@ def test_bad_input_gets_clear_answers_and_the_handler_keeps_going(stack: Setting
     dlq_start = end_offsets(stack, "commands.dlq")
     p = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
     junk = b"{this is not json" + uuid.uuid4().hex.encode()
-    p.produce("registry.commands", key=b"junk", value=junk, headers=[("authorization", f"Bearer {tok}".encode())])
-    no_token = {"command_id": str(uuid.uuid4()), "type": "RegisterModel", "schema_version": 2,
-                "issued_at": "2026-11-27T12:00:00Z", "payload": _register_payload("x-" + uuid.uuid4().hex[:6])}
+    p.produce(
+        "registry.commands",
+        key=b"junk",
+        value=junk,
+        headers=[("authorization", f"Bearer {tok}".encode())],
+    )
+    no_token = {
+        "command_id": str(uuid.uuid4()),
+        "type": "RegisterModel",
+        "schema_version": 2,
+        "issued_at": "2026-11-27T12:00:00Z",
+        "payload": _register_payload("x-" + uuid.uuid4().hex[:6]),
+    }
     p.produce("registry.commands", value=json.dumps(no_token).encode())
-    missing = {**no_token, "command_id": str(uuid.uuid4()), "payload": {"name": "y-" + uuid.uuid4().hex[:6]}}
-    p.produce("registry.commands", value=json.dumps(missing).encode(),
-              headers=[("authorization", f"Bearer {tok}".encode())])
+    missing = {
+        **no_token,
+        "command_id": str(uuid.uuid4()),
+        "payload": {"name": "y-" + uuid.uuid4().hex[:6]},
+    }
+    p.produce(
+        "registry.commands",
+        value=json.dumps(missing).encode(),
+        headers=[("authorization", f"Bearer {tok}".encode())],
+    )
     good_name = "after-bad-" + uuid.uuid4().hex[:6]
     good = {**no_token, "command_id": str(uuid.uuid4()), "payload": _register_payload(good_name)}
-    p.produce("registry.commands", value=json.dumps(good).encode(),
-              headers=[("authorization", f"Bearer {tok}".encode())])
+    p.produce(
+        "registry.commands",
+        value=json.dumps(good).encode(),
+        headers=[("authorization", f"Bearer {tok}".encode())],
+    )
     p.flush(5)
 
-    found = results_for(stack, res_start, [no_token["command_id"], missing["command_id"], good["command_id"]])
+    found = results_for(
+        stack, res_start, [no_token["command_id"], missing["command_id"], good["command_id"]]
+    )
     assert found[no_token["command_id"]][0]["reason_code"] == "unauthenticated"
     assert found[missing["command_id"]][0]["reason_code"] == "schema_violation"
     assert "description" in found[missing["command_id"]][0]["message"]

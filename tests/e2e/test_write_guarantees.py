@@ -21,7 +21,10 @@ def test_same_command_id_three_times_gives_one_event_and_identical_results(stack
     tok = token(stack, "alice", "data_scientist")
     name = f"idem-{uuid.uuid4().hex[:8]}"
     env = envelope("RegisterModel", _reg(name), version=2)
-    res_start, ev_start = end_offsets(stack, "commands.results"), end_offsets(stack, "registry.events")
+    res_start, ev_start = (
+        end_offsets(stack, "commands.results"),
+        end_offsets(stack, "registry.events"),
+    )
     p = producer(stack)
     for _ in range(3):
         publish(p, "registry.commands", json.dumps(env).encode(), tok, key=name)
@@ -36,29 +39,62 @@ def test_same_command_id_three_times_gives_one_event_and_identical_results(stack
     assert results[0] == results[1] == results[2]
     assert results[0]["status"] == "accepted"
     events = read_from(stack, ev_start, lambda ms: False, timeout_s=3)
-    mine = [json.loads(m.value()) for m in events if json.loads(m.value())["payload"].get("name") == name]
+    mine = [
+        json.loads(m.value())
+        for m in events
+        if json.loads(m.value())["payload"].get("name") == name
+    ]
     assert len(mine) == 1
     assert mine[0]["event_id"] == results[0]["events"][0]["event_id"]
 
 
 def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> None:
     run = uuid.uuid4().hex[:8]
-    ds, appr, approver = (token(stack, "alice", "data_scientist"), token(stack, "ann", "approver"),
-                          token(stack, "dave", "data_scientist", "approver"))
-    expired = jwt.encode({"sub": "alice", "roles": ["data_scientist"], "exp": int(time.time()) - 60},
-                         stack.jwt_secret.get_secret_value(), algorithm="HS256")
-    forged = jwt.encode({"sub": "alice", "roles": ["admin"], "exp": int(time.time()) + 600},
-                        "not-the-secret-" * 4, algorithm="HS256")
-    res_start, dlq_start = end_offsets(stack, "commands.results"), end_offsets(stack, "commands.dlq")
+    ds, appr, approver = (
+        token(stack, "alice", "data_scientist"),
+        token(stack, "ann", "approver"),
+        token(stack, "dave", "data_scientist", "approver"),
+    )
+    expired = jwt.encode(
+        {"sub": "alice", "roles": ["data_scientist"], "exp": int(time.time()) - 60},
+        stack.jwt_secret.get_secret_value(),
+        algorithm="HS256",
+    )
+    forged = jwt.encode(
+        {"sub": "alice", "roles": ["admin"], "exp": int(time.time()) + 600},
+        "not-the-secret-" * 4,
+        algorithm="HS256",
+    )
+    res_start, dlq_start = (
+        end_offsets(stack, "commands.results"),
+        end_offsets(stack, "commands.dlq"),
+    )
     p = producer(stack)
 
     # A submission by dave, so that dave approving it is a self-approval.
     model = f"acct-{run}"
-    setup = [("RegisterModel", _reg(model), 2),
-             ("RegisterModelVersion", {"model_name": model, "version": "1.0.0",
-              "artifact": {"uri": "file://m", "sha256": "a" * 64, "signature": "s"}}, 1),
-             ("SubmitForApproval", {"model_name": model, "version": "1.0.0", "target_stage": "production",
-              "justification": "j"}, 1)]
+    setup = [
+        ("RegisterModel", _reg(model), 2),
+        (
+            "RegisterModelVersion",
+            {
+                "model_name": model,
+                "version": "1.0.0",
+                "artifact": {"uri": "file://m", "sha256": "a" * 64, "signature": "s"},
+            },
+            1,
+        ),
+        (
+            "SubmitForApproval",
+            {
+                "model_name": model,
+                "version": "1.0.0",
+                "target_stage": "production",
+                "justification": "j",
+            },
+            1,
+        ),
+    ]
     setup_ids = []
     for ctype, payload, v in setup:
         e = envelope(ctype, payload, version=v)
@@ -72,8 +108,20 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
 
     expected: dict[str, str] = {}  # command_id -> "accepted" or reason_code
     junk: set[bytes] = set()
-    kinds = ["valid", "valid", "valid", "invalid_json", "unknown_type", "schema_violation", "no_token",
-             "expired", "forged", "forbidden", "self_approval", "not_found"]
+    kinds = [
+        "valid",
+        "valid",
+        "valid",
+        "invalid_json",
+        "unknown_type",
+        "schema_violation",
+        "no_token",
+        "expired",
+        "forged",
+        "forbidden",
+        "self_approval",
+        "not_found",
+    ]
     n = 10_000
     for i in range(n):
         kind = kinds[i % len(kinds)]
@@ -90,14 +138,19 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
         elif kind == "schema_violation":
             env["payload"], want = {"name": name}, "schema_violation"
         elif kind in ("no_token", "expired", "forged"):
-            tok, want = {"no_token": None, "expired": expired, "forged": forged}[kind], "unauthenticated"
+            tok, want = (
+                {"no_token": None, "expired": expired, "forged": forged}[kind],
+                "unauthenticated",
+            )
         elif kind == "forbidden":
             tok, want = appr, "forbidden"
         elif kind == "self_approval":
             env = envelope("ApproveSubmission", {"submission_id": submission_id})
             topic, tok, want = "governance.commands", approver, "invariant_violation"
         elif kind == "not_found":
-            env = envelope("UpdateModelMetadata", {"name": f"missing-{run}-{i}", "description": "x"})
+            env = envelope(
+                "UpdateModelMetadata", {"name": f"missing-{run}-{i}", "description": "x"}
+            )
             want = "not_found"
         expected[env["command_id"]] = want
         publish(p, topic, json.dumps(env).encode(), tok, key=name)
@@ -106,7 +159,9 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
     assert p.flush(30) == 0
 
     found = results_for(stack, res_start, expected, timeout_s=240)
-    dead = read_from(stack, dlq_start, lambda ms: len({m.value() for m in ms} & junk) == len(junk), 120)
+    dead = read_from(
+        stack, dlq_start, lambda ms: len({m.value() for m in ms} & junk) == len(junk), 120
+    )
     dead_mine = [m for m in dead if m.value() in junk]
     assert set(found) == set(expected), f"{len(set(expected) - set(found))} commands have no result"
     assert all(len(v) == 1 for v in found.values()), "a command got more than one result"

@@ -421,7 +421,10 @@ def test_every_message_of_a_batch_gets_exactly_one_outcome(h: Harness) -> None:
     assert_rejected(outs[1], "unauthenticated")
     assert isinstance(outs[2], CommandResult) and outs[2].status == "accepted"
     assert isinstance(outs[3], CommandResult) and outs[3].status == "accepted"
-    assert [e.type for e in h.store.load(model_id("fraud"))] == ["ModelRegistered", "ModelMetadataUpdated"]
+    assert [e.type for e in h.store.load(model_id("fraud"))] == [
+        "ModelRegistered",
+        "ModelMetadataUpdated",
+    ]
 
 
 def test_commands_in_one_batch_see_each_others_effects(h: Harness) -> None:
