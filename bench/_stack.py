@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def stack_processes(s: Settings) -> dict[str, list[Any]]:
 
 
 def cpu_seconds(procs: dict[str, list[Any]]) -> dict[str, float]:
-    """user+system CPU seconds used so far by each component (processes that have exited count 0)."""
+    """user+system CPU seconds used so far by each component (exited processes count 0)."""
     import psutil
 
     out: dict[str, float] = {}
@@ -167,7 +167,7 @@ def scrape_metrics(url: str, prefixes: Sequence[str]) -> dict[str, float]:
     """Prometheus text-format samples whose names start with one of `prefixes`."""
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -175,8 +175,6 @@ def scrape_metrics(url: str, prefixes: Sequence[str]) -> dict[str, float]:
             continue
         name, _, value = line.rpartition(" ")
         if name.startswith(tuple(prefixes)):
-            try:
+            with suppress(ValueError):
                 out[name] = float(value)
-            except ValueError:
-                pass
     return out
