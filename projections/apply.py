@@ -101,3 +101,11 @@ def save_positions(conn: Connection, positions: dict[tuple[str, int], int]) -> N
 def load_positions(conn: Connection) -> dict[tuple[str, int], int]:
     rows = conn.execute("SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions")
     return {(t, p): o for t, p, o in rows.fetchall()}
+
+
+def load_generation(conn: Connection, *, lock: bool = False) -> int:
+    # FOR SHARE makes a batch wait while `veritas replay` swaps schemas, then see the new one.
+    row = conn.execute(
+        "SELECT generation FROM rm_meta FOR SHARE" if lock else "SELECT generation FROM rm_meta"
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -53,6 +53,12 @@ MIGRATIONS: list[str] = [
         topic text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
         error text NOT NULL, raw bytea, PRIMARY KEY (topic, kafka_partition, kafka_offset));
     """,
+    # The read models' generation: `veritas replay` swaps in a rebuilt schema with the next one, and
+    # the live projector re-reads its positions when it sees the number change.
+    """
+    CREATE TABLE rm_meta (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), generation bigint NOT NULL);
+    INSERT INTO rm_meta (id, generation) VALUES (1, 1);
+    """,
 ]
 
 

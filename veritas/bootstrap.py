@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from veritas import kafka
@@ -16,6 +17,12 @@ from veritas.eventstore import EventStore, PostgresEventStore, datastore_from_ds
 from veritas.settings import Settings
 
 Clock = Callable[[], datetime]
+
+
+def read_model_kwargs(schema: str) -> dict[str, Any]:
+    # No server-side prepared statements: after `veritas replay` renames schemas, every statement
+    # must resolve table names again instead of reusing a plan bound to the old tables.
+    return {"autocommit": True, "prepare_threshold": None, "options": f"-c search_path={schema}"}
 
 
 def utc_now() -> datetime:
@@ -38,8 +45,20 @@ class Container:
 
     @cached_property
     def pool(self) -> ConnectionPool:
-        pool = ConnectionPool(self.settings.dsn, min_size=1, max_size=8, open=True, timeout=10)
-        return pool
+        """Read-model connections (the API's)."""
+        return ConnectionPool(
+            self.settings.dsn,
+            min_size=1,
+            max_size=8,
+            open=True,
+            timeout=10,
+            kwargs=read_model_kwargs(self.settings.read_schema),
+        )
+
+    def read_model_connection(self, schema: str | None = None) -> psycopg.Connection:
+        return psycopg.connect(
+            self.settings.dsn, **read_model_kwargs(schema or self.settings.read_schema)
+        )
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         return kafka.client_config(self.settings, **extra)

@@ -104,6 +104,35 @@ def query(
     raise typer.Exit(0 if r.is_success else 1)
 
 
+@app.command("replay")
+def replay_cmd(
+    verify: Annotated[bool, typer.Option(help="swap only if digests and hash chains hold")] = False,
+) -> None:
+    """Rebuild every read model from offset 0 into a fresh schema, then swap it in atomically."""
+    from rich.progress import Progress
+
+    from projections.replay import replay
+
+    c = bootstrap()
+    with Progress(transient=True) as bar:
+        task = bar.add_task("replaying", total=None)
+        report = replay(c, verify=verify, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    rate = report.records / report.seconds if report.seconds else 0.0
+    typer.echo(f"records replayed : {report.records} in {report.seconds:.1f}s ({rate:.0f}/s)")
+    typer.echo(f"aggregates       : {report.chains_checked} hash chains checked")
+    if report.chain_break:
+        b = report.chain_break
+        typer.echo(f"CHAIN BROKEN     : {b.aggregate_type} {b.aggregate_id} at version {b.version}: {b.reason}")
+    typer.echo(f"rebuilt digest   : {report.rebuilt_digest}")
+    typer.echo(f"live digest      : {report.live_digest} ({'match' if report.digests_match else 'DIFFER'})")
+    for table, (a, b) in report.table_digests.items():
+        if a != b:
+            typer.echo(f"  differs: {table}")
+    typer.echo(f"switched         : {'yes' if report.switched else 'no'}")
+    ok = report.switched and (not verify or (report.digests_match and report.chain_break is None))
+    raise typer.Exit(0 if ok else 1)
+
+
 @app.command()
 def demo() -> None:
     """Run the end-to-end demo against a running stack (`veritas up` first)."""

@@ -90,7 +90,7 @@ def prepare(s: Settings) -> None:
     container = bootstrap(s)
     _ = container.store  # creates the event-store tables
     with psycopg.connect(s.dsn, autocommit=True) as conn:
-        migrate(conn, s.db_schema)
+        migrate(conn, s.read_schema)
     container.close()
 
 

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("DATABASE_URL", "VERITAS_DATABASE_URL")
     )
     pg_port: int = 5433
-    db_schema: str = "public"
+    db_schema: str = "public"  # the event store's tables
+    read_schema: str = "veritas_rm"  # the read models; `veritas replay` swaps it atomically
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

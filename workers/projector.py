@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from projections.apply import (
+    load_generation,
     EVENT_TOPICS,
     RESULTS_TOPIC,
     apply_record,
@@ -37,9 +38,10 @@ LAG = Gauge(
 class Projector:
     def __init__(self, container: Container, group_id: str = "veritas-projector") -> None:
         self.container = container
-        self.conn = psycopg.connect(container.settings.dsn, autocommit=True)
-        migrate(self.conn, container.settings.db_schema)
+        self.conn = container.read_model_connection()
+        migrate(self.conn, container.settings.read_schema)
         self.positions = load_positions(self.conn)
+        self.generation = load_generation(self.conn)
         self.consumer = Consumer(
             container.kafka_config(
                 **{
@@ -61,23 +63,41 @@ class Projector:
             tp.offset = stored + 1 if stored is not None else OFFSET_BEGINNING
         consumer.assign(partitions)
 
+    def _resync(self) -> None:
+        """The read models were swapped by a replay: continue from the positions stored there."""
+        self.positions = load_positions(self.conn)
+        self.generation = load_generation(self.conn)
+        for tp in self.consumer.assignment():
+            stored = self.positions.get((tp.topic, tp.partition))
+            offset = stored + 1 if stored is not None else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        log.info("read models swapped (generation %d); resumed from their positions", self.generation)
+
     def step(self, max_records: int, timeout_s: float) -> int:
         msgs = [m for m in self.consumer.consume(max_records, timeout_s) if not m.error()]
         if not msgs:
             return 0
-        applied: dict[tuple[str, int], int] = {}
         with self.conn.transaction():
-            for m in msgs:
-                key = (m.topic(), m.partition())
-                if m.offset() <= applied.get(key, self.positions.get(key, -1)):
-                    continue  # already applied before a rebalance re-delivered it
-                ok = apply_record(self.conn, m.topic(), m.partition(), m.offset(), m.value())
-                PROJECTED.labels("applied" if ok else "error").inc()
-                applied[key] = m.offset()
-            save_positions(self.conn, applied)
+            swapped = load_generation(self.conn, lock=True) != self.generation
+            applied = {} if swapped else self._apply(msgs)
+        if swapped:
+            self._resync()  # this batch is dropped: it is re-read from the new positions
+            return 0
         self.positions.update(applied)
         self._report_lag(msgs)
         return len(msgs)
+
+    def _apply(self, msgs: list[Message]) -> dict[tuple[str, int], int]:
+        applied: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            key = (m.topic(), m.partition())
+            if m.offset() <= applied.get(key, self.positions.get(key, -1)):
+                continue  # already applied before a rebalance re-delivered it
+            ok = apply_record(self.conn, m.topic(), m.partition(), m.offset(), m.value())
+            PROJECTED.labels("applied" if ok else "error").inc()
+            applied[key] = m.offset()
+        save_positions(self.conn, applied)
+        return applied
 
     def _report_lag(self, msgs: list[Message]) -> None:
         for m in msgs[-1:]:

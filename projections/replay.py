@@ -1,0 +1,169 @@
+"""Zero-downtime replay: rebuild every read model from offset 0 of the topics into a fresh schema
+while the live one keeps serving, then swap the two schemas in one transaction.
+
+The swap locks the live rm_meta row (the live projector takes it FOR SHARE each batch, so it
+pauses), catches the rebuilt schema up to the live positions exactly, optionally compares digests,
+bumps the generation and renames the schemas. The live projector then sees the new generation and
+continues from the rebuilt schema's positions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, TopicPartition
+from psycopg import Connection, sql
+
+from events.envelope import ChainBreak, EventEnvelope, verify_chain
+from projections.apply import (
+    EVENT_TOPICS,
+    RESULTS_TOPIC,
+    apply_record,
+    load_positions,
+    save_positions,
+)
+from projections.digest import digest
+from projections.schema import migrate
+from veritas.bootstrap import Container
+
+Progress = Callable[[int, int], None]  # (records done, records total)
+TOPICS = (*EVENT_TOPICS, RESULTS_TOPIC)
+
+
+@dataclass
+class ReplayReport:
+    records: int = 0
+    seconds: float = 0.0
+    rebuilt_digest: str = ""
+    live_digest: str = ""
+    chains_checked: int = 0
+    chain_break: ChainBreak | None = None
+    switched: bool = False
+    schema: str = ""
+    table_digests: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def digests_match(self) -> bool:
+        return self.rebuilt_digest == self.live_digest
+
+
+def _consumer(c: Container) -> Consumer:
+    return Consumer(
+        c.kafka_config(
+            **{
+                "group.id": f"veritas-replay-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+    )
+
+
+def end_offsets(consumer: Consumer) -> dict[tuple[str, int], int]:
+    out = {}
+    for topic in TOPICS:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+    return out
+
+
+def _copy_range(
+    conn: Connection,
+    consumer: Consumer,
+    start: dict[tuple[str, int], int],
+    stop: dict[tuple[str, int], int],
+    progress: Progress | None = None,
+    batch: int = 2000,
+) -> int:
+    """Apply records [start, stop) of every partition to the schema on `conn`'s search_path."""
+    todo = {k: v for k, v in stop.items() if start.get(k, 0) < v}
+    if not todo:
+        return 0
+    consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in todo])
+    total, done = sum(v - start.get(k, 0) for k, v in todo.items()), 0
+    while todo:
+        msgs = [m for m in consumer.consume(batch, 0.5) if not m.error()]
+        applied: dict[tuple[str, int], int] = {}
+        with conn.transaction():
+            for m in msgs:
+                key = (m.topic(), m.partition())
+                if key in todo and m.offset() < todo[key]:
+                    apply_record(conn, m.topic(), m.partition(), m.offset(), m.value())
+                    applied[key] = m.offset()
+            save_positions(conn, applied)
+        done += len(applied)
+        for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
+            if tp.offset >= todo[(tp.topic, tp.partition)]:
+                del todo[(tp.topic, tp.partition)]
+        if progress:
+            progress(min(done, total), total)
+    return done
+
+
+def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None]:
+    """Verify the hash chain of every aggregate in a read-model audit log."""
+    query = sql.SQL("SELECT envelope FROM {}.rm_audit_log ORDER BY aggregate_id, version").format(
+        sql.Identifier(schema)
+    )
+    checked, current, stream = 0, None, []
+    with conn.transaction(), conn.cursor(name=f"chains_{uuid.uuid4().hex}") as cur:
+        cur.execute(query)
+        for (env_json,) in cur:
+            env = EventEnvelope.model_validate(env_json)
+            if env.aggregate_id != current:
+                if stream and (brk := verify_chain(stream)):
+                    return checked, brk
+                checked, current, stream = checked + 1, env.aggregate_id, []
+            stream.append(env)
+    if stream and (brk := verify_chain(stream)):
+        return checked, brk
+    return checked, None
+
+
+def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> ReplayReport:
+    live = c.settings.read_schema
+    new = f"{live}_rebuild"
+    report = ReplayReport(schema=new)
+    t0 = time.monotonic()
+    admin = c.read_model_connection(live)
+    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(new)))
+    migrate(admin, new)
+    conn = c.read_model_connection(new)
+    consumer = _consumer(c)
+    try:
+        report.records = _copy_range(conn, consumer, {}, end_offsets(consumer), progress)
+        report.chains_checked, report.chain_break = verify_chains(conn, new)
+        with admin.transaction():
+            admin.execute("LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE")  # pauses the live projector
+            target = {k: v + 1 for k, v in load_positions(admin).items()}
+            have = {k: v + 1 for k, v in load_positions(conn).items()}
+            report.records += _copy_range(conn, consumer, have, target)
+            rebuilt, current = digest(admin, new), digest(admin, live)
+            report.rebuilt_digest, report.live_digest = rebuilt["total"], current["total"]
+            report.table_digests = {t: (rebuilt[t], current[t]) for t in rebuilt}
+            if not verify or (report.digests_match and report.chain_break is None):
+                _swap(admin, live, new)
+                report.switched = True
+        if report.switched:
+            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"{live}_old")))
+    finally:
+        consumer.close()
+        conn.close()
+        admin.close()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _swap(admin: Connection, live: str, new: str) -> None:
+    old = f"{live}_old"
+    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(old)))
+    admin.execute(
+        sql.SQL("UPDATE {}.rm_meta SET generation = (SELECT generation + 1 FROM {}.rm_meta)").format(
+            sql.Identifier(new), sql.Identifier(live)
+        )
+    )
+    admin.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(old)))
+    admin.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(live)))
