@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -9,8 +10,10 @@ from fastapi import FastAPI, HTTPException, Query
 
 from api import schemas
 from api.app import Db, reader
+from events.catalog import EVENT_TOPICS
 from events.envelope import EventEnvelope, verify_chain
 from projections import queries
+from veritas import kafka
 from veritas.auth import Principal
 from veritas.bootstrap import Container
 
@@ -54,7 +57,21 @@ def read_routes(app: FastAPI, c: Container) -> None:
     @app.get(
         "/models/{name}", response_model=schemas.ModelDetail, tags=["registry"], responses=NOT_FOUND
     )
-    def get_model(name: str, conn: Db, _: Principal = read) -> Any:
+    def get_model(
+        name: str,
+        conn: Db,
+        _: Principal = read,
+        as_of: Annotated[
+            datetime | None,
+            Query(description="ISO time: the stages, versions and approvals as they stood then"),
+        ] = None,
+    ) -> Any:
+        if as_of is not None:
+            when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+            past = queries.model_as_of(conn, name, when)
+            if past is None:
+                raise HTTPException(404, f"model '{name}' did not exist at {when.isoformat()}")
+            return past
         row = queries.get_model(conn, name)
         if row is None:
             raise HTTPException(404, f"model '{name}' not found")
@@ -131,6 +148,33 @@ def read_routes(app: FastAPI, c: Container) -> None:
         for r in rows:
             r["submission_id"] = str(r["submission_id"])
         return {"items": rows, "next_cursor": _next(rows, limit, "submission_id")}
+
+    @app.get("/audit/verify", response_model=schemas.Verification, tags=["audit"])
+    def audit_verify(
+        _: Principal = reader("read:audit"),
+        source: Annotated[str, Query(pattern="^(store|read_model|topics)$")] = "store",
+        topic: Annotated[
+            list[str] | None, Query(description="events topics (or copies) to check")
+        ] = None,
+    ) -> Any:
+        if source == "topics":
+            names = topic or list(EVENT_TOPICS.values())
+            if not set(names) <= kafka.existing_topics(c.settings):
+                raise HTTPException(
+                    404,
+                    f"unknown topic(s): {sorted(set(names) - kafka.existing_topics(c.settings))}",
+                )
+            v = audit.verify_topics(c, names)
+        else:
+            v = audit.verify_store(c) if source == "store" else audit.verify_read_model(c)
+        brk = v.chain_break
+        return {
+            "source": v.source,
+            "aggregates": v.aggregates,
+            "events": v.events,
+            "valid": v.valid,
+            "chain_break": brk.__dict__ if brk else None,
+        }
 
     @app.get(
         "/audit/{aggregate_type}/{aggregate_id}",

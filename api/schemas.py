@@ -52,11 +52,13 @@ class VersionSummary(BaseModel):
     version: str
     stage: str
     metrics: dict[str, float]
+    approvals: list[dict[str, Any]] = []
     created_at: datetime
 
 
 class ModelDetail(Model):
     versions: list[VersionSummary]
+    as_of: datetime | None = Field(None, description="set when the answer is point-in-time")
 
 
 class ModelPage(BaseModel):
@@ -135,3 +137,13 @@ class AuditTrail(BaseModel):
     events: list[dict[str, Any]]
     chain_valid: bool
     chain_break: dict[str, Any] | None
+
+
+class Verification(BaseModel):
+    source: str
+    aggregates: int
+    events: int
+    valid: bool
+    chain_break: dict[str, Any] | None = Field(
+        None, description="aggregate_type, aggregate_id, version and reason of the first break"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from confluent_kafka import Message
 from psycopg import Connection, Cursor
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
@@ -38,12 +39,21 @@ def _command_status(cur: Cursor, value: bytes) -> None:
     )
 
 
-def _event(cur: Cursor, topic: str, partition: int, offset: int, value: bytes) -> None:
+def store_seq(headers: list[tuple[str, bytes | None]] | None) -> int | None:
+    for key, value in headers or []:
+        if key == "notification_id" and value:
+            return int(value)
+    return None
+
+
+def _event(
+    cur: Cursor, topic: str, partition: int, offset: int, value: bytes, seq: int | None
+) -> None:
     env = EventEnvelope.from_bytes(value)
     cur.execute(
         "INSERT INTO rm_audit_log (aggregate_id, version, aggregate_type, event_id, type, actor,"
-        " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
+        " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset,"
+        " store_seq) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
         (
             env.aggregate_id,
             env.version,
@@ -58,6 +68,7 @@ def _event(cur: Cursor, topic: str, partition: int, offset: int, value: bytes) -
             topic,
             partition,
             offset,
+            seq,
         ),
     )
     if cur.fetchone() is None:
@@ -67,10 +78,14 @@ def _event(cur: Cursor, topic: str, partition: int, offset: int, value: bytes) -
         handler(cur, env)
 
 
-def apply_record(
-    conn: Connection, topic: str, partition: int, offset: int, value: bytes | None
-) -> bool:
+def apply_record(conn: Connection, msg: Message) -> bool:
     """Returns False when the record could not be projected (it is kept in rm_projection_errors)."""
+    topic, partition, offset, value = (
+        str(msg.topic()),
+        msg.partition() or 0,
+        msg.offset() or 0,
+        msg.value(),
+    )
     try:
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: one bad record spoils nothing
             if value is None:
@@ -78,7 +93,7 @@ def apply_record(
             if topic == RESULTS_TOPIC:
                 _command_status(cur, value)
             else:
-                _event(cur, topic, partition, offset, value)
+                _event(cur, topic, partition, offset, value, store_seq(msg.headers()))
         return True
     except (ValueError, ValidationError, KeyError) as exc:
         conn.execute(

@@ -38,7 +38,5 @@ def digest(conn: Connection, schema: str) -> dict[str, str]:
         )
         row = conn.execute(query).fetchone()
         out[table] = str(row[0]) if row else ""
-    out["total"] = conn.execute(
-        "SELECT md5(%s)", ("|".join(out[t] for t in TABLES),)
-    ).fetchone()[0]  # type: ignore[index]
+    out["total"] = conn.execute("SELECT md5(%s)", ("|".join(out[t] for t in TABLES),)).fetchone()[0]  # type: ignore[index]
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
@@ -22,7 +23,9 @@ def decode_cursor(cursor: str) -> str:
         raise ValueError("invalid cursor") from None
 
 
-def _all(conn: Connection, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Row]:
+def _all(
+    conn: Connection, query: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()
+) -> list[Row]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query.encode(), params)
         return cur.fetchall()
@@ -31,6 +34,19 @@ def _all(conn: Connection, query: str, params: tuple[Any, ...] | list[Any] = ())
 def _one(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> Row | None:
     rows = _all(conn, query, params)
     return rows[0] if rows else None
+
+
+# Derived per model at read time, so that no projection writes across aggregates (a rebuild applies
+# partitions in any interleaving, and must reach the same read model).
+MODEL_SELECT = (
+    "SELECT m.*,"
+    " (SELECT count(*) FROM rm_model_versions v WHERE v.model_name = m.name)::int AS version_count,"
+    " (SELECT h.version FROM rm_stage_history h JOIN rm_model_versions v"
+    "   ON v.aggregate_id = h.aggregate_id AND v.stage = 'staging'"
+    "   WHERE h.model_name = m.name AND h.to_stage = 'staging'"
+    "   ORDER BY h.occurred_at DESC, h.version DESC LIMIT 1) AS staging_version"
+    " FROM rm_models m"
+)
 
 
 def list_models(
@@ -59,14 +75,12 @@ def list_models(
         params.append(after)
     params.append(limit)
     return _all(
-        conn,
-        f"SELECT * FROM rm_models m WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s",
-        params,
+        conn, f"{MODEL_SELECT} WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s", params
     )
 
 
 def get_model(conn: Connection, name: str) -> Row | None:
-    return _one(conn, "SELECT * FROM rm_models WHERE name = %s", (name,))
+    return _one(conn, f"{MODEL_SELECT} WHERE m.name = %s", (name,))
 
 
 def list_versions(conn: Connection, name: str) -> list[Row]:
@@ -163,3 +177,36 @@ def audit_trail(conn: Connection, aggregate_type: str, aggregate_id: str) -> lis
         "SELECT envelope FROM rm_audit_log WHERE aggregate_type = %s AND aggregate_id = %s ORDER BY version",
         (aggregate_type, aggregate_id),
     )
+
+
+def model_as_of(conn: Connection, name: str, as_of: datetime) -> Row | None:
+    """The model as it stood at `as_of`: each version's stage then, and the approvals given by then."""
+    model = _one(
+        conn, "SELECT * FROM rm_models WHERE name = %s AND created_at <= %s", (name, as_of)
+    )
+    if model is None:
+        return None
+    versions = _all(
+        conn,
+        "SELECT v.version, v.created_at, v.metrics,"
+        " coalesce((SELECT h.to_stage FROM rm_stage_history h WHERE h.aggregate_id = v.aggregate_id"
+        "   AND h.occurred_at <= %(t)s ORDER BY h.occurred_at DESC, h.event_version DESC LIMIT 1),"
+        "   'development') AS stage,"
+        " coalesce((SELECT jsonb_agg(a) FROM jsonb_array_elements(v.approvals) a"
+        "   WHERE (a->>'approved_at')::timestamptz <= %(t)s), '[]'::jsonb) AS approvals,"
+        " (SELECT max(h.occurred_at) FROM rm_stage_history h WHERE h.aggregate_id = v.aggregate_id"
+        "   AND h.to_stage = 'staging' AND h.occurred_at <= %(t)s) AS staged_at"
+        " FROM rm_model_versions v WHERE v.model_name = %(n)s AND v.created_at <= %(t)s"
+        " ORDER BY v.major, v.minor, v.patch",
+        {"t": as_of, "n": name},
+    )
+    production = [v["version"] for v in versions if v["stage"] == "production"]
+    staging = sorted((v for v in versions if v["stage"] == "staging"), key=lambda v: v["staged_at"])
+    return {
+        **model,
+        "production_version": production[-1] if production else None,
+        "staging_version": staging[-1]["version"] if staging else None,
+        "version_count": len(versions),
+        "versions": versions,
+        "as_of": as_of,
+    }

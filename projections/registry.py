@@ -88,10 +88,6 @@ def model_version_registered(cur: Cursor, env: EventEnvelope) -> None:
             env.occurred_at,
         ),
     )
-    cur.execute(
-        "UPDATE rm_models SET version_count = version_count + 1, updated_at = %s WHERE name = %s",
-        (env.occurred_at, p["model_name"]),
-    )
 
 
 def version_approved(cur: Cursor, env: EventEnvelope) -> None:
@@ -127,17 +123,6 @@ def stage_transitioned(cur: Cursor, env: EventEnvelope) -> None:
             env.occurred_at,
         ),
     )
-    # The model's staging pointer is the latest version moved into staging.
-    if p["to_stage"] == "staging":
-        cur.execute(
-            "UPDATE rm_models SET staging_version = %s WHERE name = %s",
-            (p["version"], p["model_name"]),
-        )
-    elif p["from_stage"] == "staging":
-        cur.execute(
-            "UPDATE rm_models SET staging_version = NULL WHERE name = %s AND staging_version = %s",
-            (p["model_name"], p["version"]),
-        )
 
 
 def production_changed(cur: Cursor, env: EventEnvelope) -> None:

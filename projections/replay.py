@@ -66,7 +66,9 @@ def end_offsets(consumer: Consumer) -> dict[tuple[str, int], int]:
     out = {}
     for topic in TOPICS:
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[
+                1
+            ]
     return out
 
 
@@ -91,10 +93,10 @@ def _copy_range(
             for m in msgs:
                 key = (m.topic(), m.partition())
                 if key in todo and m.offset() < todo[key]:
-                    apply_record(conn, m.topic(), m.partition(), m.offset(), m.value())
+                    apply_record(conn, m)
                     applied[key] = m.offset()
+                    done += 1
             save_positions(conn, applied)
-        done += len(applied)
         for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
             if tp.offset >= todo[(tp.topic, tp.partition)]:
                 del todo[(tp.topic, tp.partition)]
@@ -137,7 +139,9 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
         report.records = _copy_range(conn, consumer, {}, end_offsets(consumer), progress)
         report.chains_checked, report.chain_break = verify_chains(conn, new)
         with admin.transaction():
-            admin.execute("LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE")  # pauses the live projector
+            admin.execute(
+                "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"
+            )  # pauses the live projector
             target = {k: v + 1 for k, v in load_positions(admin).items()}
             have = {k: v + 1 for k, v in load_positions(conn).items()}
             report.records += _copy_range(conn, consumer, have, target)
@@ -148,7 +152,9 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
                 _swap(admin, live, new)
                 report.switched = True
         if report.switched:
-            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"{live}_old")))
+            admin.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"{live}_old"))
+            )
     finally:
         consumer.close()
         conn.close()
@@ -161,9 +167,13 @@ def _swap(admin: Connection, live: str, new: str) -> None:
     old = f"{live}_old"
     admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(old)))
     admin.execute(
-        sql.SQL("UPDATE {}.rm_meta SET generation = (SELECT generation + 1 FROM {}.rm_meta)").format(
-            sql.Identifier(new), sql.Identifier(live)
-        )
+        sql.SQL(
+            "UPDATE {}.rm_meta SET generation = (SELECT generation + 1 FROM {}.rm_meta)"
+        ).format(sql.Identifier(new), sql.Identifier(live))
     )
-    admin.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(old)))
-    admin.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(live)))
+    admin.execute(
+        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(old))
+    )
+    admin.execute(
+        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(live))
+    )

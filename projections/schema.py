@@ -9,8 +9,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE rm_models (
         name text PRIMARY KEY, aggregate_id uuid NOT NULL, description text NOT NULL,
         intended_use text NOT NULL, limitations text NOT NULL, owner text NOT NULL,
-        tags jsonb NOT NULL DEFAULT '{}', production_version text, staging_version text,
-        version_count int NOT NULL DEFAULT 0, created_at timestamptz NOT NULL,
+        tags jsonb NOT NULL DEFAULT '{}', production_version text, created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL);
     CREATE TABLE rm_model_versions (
         model_name text NOT NULL, version text NOT NULL, aggregate_id uuid NOT NULL,
@@ -58,6 +57,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE rm_meta (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), generation bigint NOT NULL);
     INSERT INTO rm_meta (id, generation) VALUES (1, 1);
+    """,
+    # The event store's total order (the relay's notification_id header), for timelines.
+    """
+    ALTER TABLE rm_audit_log ADD COLUMN store_seq bigint;
+    CREATE INDEX rm_audit_log_seq ON rm_audit_log (store_seq);
     """,
 ]
 

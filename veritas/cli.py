@@ -116,21 +116,96 @@ def replay_cmd(
     c = bootstrap()
     with Progress(transient=True) as bar:
         task = bar.add_task("replaying", total=None)
-        report = replay(c, verify=verify, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        report = replay(
+            c,
+            verify=verify,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     rate = report.records / report.seconds if report.seconds else 0.0
     typer.echo(f"records replayed : {report.records} in {report.seconds:.1f}s ({rate:.0f}/s)")
     typer.echo(f"aggregates       : {report.chains_checked} hash chains checked")
     if report.chain_break:
         b = report.chain_break
-        typer.echo(f"CHAIN BROKEN     : {b.aggregate_type} {b.aggregate_id} at version {b.version}: {b.reason}")
+        typer.echo(
+            f"CHAIN BROKEN     : {b.aggregate_type} {b.aggregate_id} at version {b.version}: {b.reason}"
+        )
     typer.echo(f"rebuilt digest   : {report.rebuilt_digest}")
-    typer.echo(f"live digest      : {report.live_digest} ({'match' if report.digests_match else 'DIFFER'})")
+    typer.echo(
+        f"live digest      : {report.live_digest} ({'match' if report.digests_match else 'DIFFER'})"
+    )
     for table, (a, b) in report.table_digests.items():
         if a != b:
             typer.echo(f"  differs: {table}")
     typer.echo(f"switched         : {'yes' if report.switched else 'no'}")
     ok = report.switched and (not verify or (report.digests_match and report.chain_break is None))
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command("verify")
+def verify_cmd(
+    topic: Annotated[
+        list[str] | None, typer.Option(help="verify these topics (e.g. a copy)")
+    ] = None,
+    store: Annotated[bool, typer.Option(help="verify the event store")] = True,
+) -> None:
+    """Verify hash chains in the event store and/or Kafka topics; names the first break."""
+    from veritas import audit
+
+    c = bootstrap()
+    checks = ([audit.verify_store(c)] if store else []) + (
+        [audit.verify_topics(c, topic)] if topic else []
+    )
+    for v in checks:
+        where = ""
+        if v.chain_break:
+            b = v.chain_break
+            where = (
+                f" BROKEN at {b.aggregate_type} {b.aggregate_id} version {b.version}: {b.reason}"
+            )
+        typer.echo(
+            f"{v.source}: {v.aggregates} aggregates, {v.events} events,{' valid' if v.valid else ''}{where}"
+        )
+    raise typer.Exit(0 if checks and all(v.valid for v in checks) else 1)
+
+
+@app.command("audit")
+def audit_cmd(
+    model: str,
+    jsonl: Annotated[
+        str | None, typer.Option(help="also export the timeline as JSONL to this file")
+    ] = None,
+) -> None:
+    """Print a model's whole verified timeline: actors, approvals, stage changes."""
+    from veritas import audit
+
+    c = bootstrap()
+    with c.read_model_connection() as conn:
+        timeline = audit.model_timeline(conn, model)
+    if not timeline:
+        typer.echo(f"no events for model '{model}'", err=True)
+        raise typer.Exit(1)
+    brk = audit.verify_timeline(timeline)
+    for e in timeline:
+        detail = {
+            k: v
+            for k, v in e["payload"].items()
+            if k in ("version", "to_stage", "approver", "reason", "target_stage", "approvers")
+        }
+        typer.echo(
+            f"{e['occurred_at']}  {e['aggregate_type']:<16} v{e['version']:<3} {e['type']:<24} by {e['actor']:<10} {json.dumps(detail)}"
+        )
+    if jsonl:
+        with open(jsonl, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(e, sort_keys=True) + "\n" for e in timeline)
+    typer.echo(
+        f"{len(timeline)} events; hash chains "
+        + (
+            "verified"
+            if brk is None
+            else f"BROKEN at {brk.aggregate_type} {brk.aggregate_id} version {brk.version}"
+        )
+    )
+    raise typer.Exit(0 if brk is None else 1)
 
 
 @app.command()

@@ -74,6 +74,10 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     return created
 
 
+def existing_topics(settings: Settings, timeout_s: float = 10.0) -> set[str]:
+    return set(AdminClient(client_config(settings)).list_topics(timeout=timeout_s).topics)
+
+
 def broker_ready(settings: Settings, timeout_s: float = 3.0) -> bool:
     try:
         AdminClient(client_config(settings)).list_topics(timeout=timeout_s)

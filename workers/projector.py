@@ -15,10 +15,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from projections.apply import (
-    load_generation,
     EVENT_TOPICS,
     RESULTS_TOPIC,
     apply_record,
+    load_generation,
     load_positions,
     save_positions,
 )
@@ -71,7 +71,9 @@ class Projector:
             stored = self.positions.get((tp.topic, tp.partition))
             offset = stored + 1 if stored is not None else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        log.info("read models swapped (generation %d); resumed from their positions", self.generation)
+        log.info(
+            "read models swapped (generation %d); resumed from their positions", self.generation
+        )
 
     def step(self, max_records: int, timeout_s: float) -> int:
         msgs = [m for m in self.consumer.consume(max_records, timeout_s) if not m.error()]
@@ -93,7 +95,7 @@ class Projector:
             key = (m.topic(), m.partition())
             if m.offset() <= applied.get(key, self.positions.get(key, -1)):
                 continue  # already applied before a rebalance re-delivered it
-            ok = apply_record(self.conn, m.topic(), m.partition(), m.offset(), m.value())
+            ok = apply_record(self.conn, m)
             PROJECTED.labels("applied" if ok else "error").inc()
             applied[key] = m.offset()
         save_positions(self.conn, applied)
