@@ -182,7 +182,7 @@ def read_routes(app: FastAPI, c: Container) -> None:
         tags=["audit"],
         responses=NOT_FOUND,
     )
-    def audit(
+    def audit_trail(
         aggregate_type: str, aggregate_id: str, conn: Db, _: Principal = reader("read:audit")
     ) -> Any:
         try:
