@@ -13,7 +13,7 @@ from api.app import Db, reader
 from events.catalog import EVENT_TOPICS
 from events.envelope import EventEnvelope, verify_chain
 from projections import queries
-from veritas import kafka
+from veritas import audit, kafka
 from veritas.auth import Principal
 from veritas.bootstrap import Container
 
