@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
 from commands.base import Command
 from commands.governance import ApproveSubmission, RejectSubmission, SubmitForApproval
@@ -155,4 +157,31 @@ HANDLERS: dict[type[Command], Handler] = {
     SubmitForApproval: submit_for_approval,
     ApproveSubmission: approve_submission,
     RejectSubmission: reject_submission,
+}
+
+
+def _version_ids(model_name: str, *versions: str | None) -> list[UUID]:
+    return [model_id(model_name), *(version_id(model_name, v) for v in versions if v)]
+
+
+# The aggregates each command will load, so a batch can fetch them all in one round trip.
+# A miss is harmless: the unit of work then loads the stream on demand.
+PREFETCH: dict[type[Command], Callable[[Any], list[UUID]]] = {
+    RegisterModel: lambda c: [model_id(c.name)],
+    UpdateModelMetadata: lambda c: [model_id(c.name)],
+    RegisterDataset: lambda c: [dataset_id(c.name, c.version)],
+    RegisterModelVersion: lambda c: [
+        *_version_ids(c.model_name, c.version, c.lineage.parent_version),
+        *(
+            [dataset_id(c.lineage.dataset.name, c.lineage.dataset.version)]
+            if c.lineage.dataset
+            else []
+        ),
+    ],
+    TransitionStage: lambda c: _version_ids(c.model_name, c.version),
+    ArchiveModelVersion: lambda c: _version_ids(c.model_name, c.version),
+    RollbackProduction: lambda c: [model_id(c.model_name)],
+    SubmitForApproval: lambda c: _version_ids(c.model_name, c.version),
+    ApproveSubmission: lambda c: [c.submission_id],
+    RejectSubmission: lambda c: [c.submission_id],
 }

@@ -17,7 +17,7 @@ from eventsourcing.persistence import PersistenceError
 from prometheus_client import Counter
 
 from commands.decoding import DeadLetter, Ready, decode
-from commands.handlers import HANDLERS, Deps
+from commands.handlers import HANDLERS, PREFETCH, Deps
 from commands.results import CommandResult, EventRef
 from domain.base import Meta
 from domain.errors import DomainError
@@ -92,6 +92,14 @@ def process_batch(
     fresh: dict[str, CommandResult] = {}
     events: list[tuple[str, EventEnvelope]] = []
     uow = UnitOfWork(store)
+    uow.prefetch(
+        [
+            a
+            for d in decoded
+            if isinstance(d, Ready) and _cid(d) not in known
+            for a in PREFETCH[type(d.command)](d.command)
+        ]
+    )
     for d in decoded:
         if isinstance(d, DeadLetter):
             outcomes.append(d)

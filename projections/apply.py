@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
 from confluent_kafka import Message
+from prometheus_client import Counter
 from psycopg import Connection, Cursor
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
@@ -78,30 +80,82 @@ def _event(
         handler(cur, env)
 
 
-def apply_record(conn: Connection, msg: Message) -> bool:
-    """Returns False when the record could not be projected (it is kept in rm_projection_errors)."""
-    topic, partition, offset, value = (
-        str(msg.topic()),
-        msg.partition() or 0,
-        msg.offset() or 0,
-        msg.value(),
-    )
-    try:
-        with conn.transaction(), conn.cursor() as cur:  # a savepoint: one bad record spoils nothing
-            if value is None:
-                raise ValueError("empty record")
-            if topic == RESULTS_TOPIC:
-                _command_status(cur, value)
-            else:
-                _event(cur, topic, partition, offset, value, store_seq(msg.headers()))
+PROJECTED = Counter(
+    "veritas_projected_records_total", "Records applied to read models", ["outcome"]
+)
+PROJECTION_ERRORS = (
+    ValueError,
+    ValidationError,
+    KeyError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+)
+
+
+def _apply(cur: Cursor, msg: Message) -> None:
+    topic, value = str(msg.topic()), msg.value()
+    if value is None:
+        raise ValueError("empty record")
+    if topic == RESULTS_TOPIC:
+        _command_status(cur, value)
+    else:
+        _event(cur, topic, msg.partition() or 0, msg.offset() or 0, value, store_seq(msg.headers()))
+
+
+def apply_record(conn: Connection, msg: Message, *, isolate: bool = True) -> bool:
+    """Apply one record. With `isolate`, a record that cannot be projected is set aside in
+    rm_projection_errors (returns False) inside a savepoint, and spoils nothing else."""
+    if not isolate:
+        with conn.cursor() as cur:
+            _apply(cur, msg)
         return True
-    except (ValueError, ValidationError, KeyError) as exc:
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            _apply(cur, msg)
+        return True
+    except PROJECTION_ERRORS as exc:
         conn.execute(
             "INSERT INTO rm_projection_errors (topic, kafka_partition, kafka_offset, error, raw)"
             " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-            (topic, partition, offset, f"{type(exc).__name__}: {exc}"[:2000], value),
+            (
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                f"{type(exc).__name__}: {exc}"[:2000],
+                msg.value(),
+            ),
         )
         return False
+
+
+def apply_batch(
+    conn: Connection, msgs: list[Message], done: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """Apply records in the caller's transaction, skipping offsets at or below `done` (already
+    applied), and store the new positions. Returns the last offset applied per partition."""
+    # Fast path without a savepoint per record; if any record fails, redo the batch carefully so
+    # that only the bad record is set aside.
+    try:
+        with conn.transaction():
+            applied = _apply_all(conn, msgs, done, isolate=False)
+    except PROJECTION_ERRORS:
+        applied = _apply_all(conn, msgs, done, isolate=True)
+    save_positions(conn, applied)
+    return applied
+
+
+def _apply_all(
+    conn: Connection, msgs: list[Message], done: dict[tuple[str, int], int], *, isolate: bool
+) -> dict[tuple[str, int], int]:
+    applied: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        key, offset = (str(m.topic()), m.partition() or 0), m.offset() or 0
+        if offset <= applied.get(key, done.get(key, -1)):
+            continue  # already applied before a rebalance re-delivered it
+        ok = apply_record(conn, m, isolate=isolate)
+        PROJECTED.labels("applied" if ok else "error").inc()
+        applied[key] = offset
+    return applied
 
 
 def save_positions(conn: Connection, positions: dict[tuple[str, int], int]) -> None:

@@ -21,9 +21,8 @@ from events.envelope import ChainBreak, EventEnvelope, verify_chain
 from projections.apply import (
     EVENT_TOPICS,
     RESULTS_TOPIC,
-    apply_record,
+    apply_batch,
     load_positions,
-    save_positions,
 )
 from projections.digest import digest
 from projections.schema import migrate
@@ -87,16 +86,14 @@ def _copy_range(
     consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in todo])
     total, done = sum(v - start.get(k, 0) for k, v in todo.items()), 0
     while todo:
-        msgs = [m for m in consumer.consume(batch, 0.5) if not m.error()]
-        applied: dict[tuple[str, int], int] = {}
+        msgs = [
+            m
+            for m in consumer.consume(batch, 0.5)
+            if not m.error() and m.offset() < todo.get((m.topic(), m.partition()), -1)
+        ]
         with conn.transaction():
-            for m in msgs:
-                key = (m.topic(), m.partition())
-                if key in todo and m.offset() < todo[key]:
-                    apply_record(conn, m)
-                    applied[key] = m.offset()
-                    done += 1
-            save_positions(conn, applied)
+            apply_batch(conn, msgs, {})
+        done += len(msgs)
         for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
             if tp.offset >= todo[(tp.topic, tp.partition)]:
                 del todo[(tp.topic, tp.partition)]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import jwt
 
@@ -100,6 +102,16 @@ def authenticate(settings: Settings, authorization: str | None) -> Principal:
     return Principal(
         claims["sub"], frozenset(Role(r) for r in roles if r in Role.__members__.values())
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode(token: str, key: str, alg: str) -> dict[str, Any]:
+    # A batch usually carries the same token many times: verify its signature once. Expiry is
+    # re-checked by the caller on every use, so a cached token still expires on time.
+    claims: dict[str, Any] = jwt.decode(
+        token, key, algorithms=[alg], options={"require": ["sub", "exp"]}
+    )
+    return claims
 
 
 def authorize(principal: Principal, action: str) -> None:

@@ -44,6 +44,7 @@ class Notification:
 
 class EventStore(Protocol):
     def load(self, aggregate_id: UUID) -> list[EventEnvelope]: ...
+    def load_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[EventEnvelope]]: ...
     def commit(
         self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
     ) -> None: ...
@@ -70,6 +71,9 @@ class InMemoryEventStore:
 
     def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
         return list(self._streams.get(aggregate_id, []))
+
+    def load_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[EventEnvelope]]:
+        return {a: self.load(a) for a in aggregate_ids}
 
     def commit(
         self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
@@ -150,6 +154,21 @@ class PostgresEventStore:
         return [
             EventEnvelope.from_bytes(s.state) for s in self.recorder.select_events(aggregate_id)
         ]
+
+    def load_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[EventEnvelope]]:
+        """One round trip for a whole batch's aggregates."""
+        out: dict[UUID, list[EventEnvelope]] = {a: [] for a in aggregate_ids}
+        if not out:
+            return out
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT originator_id, state FROM {self.datastore.schema}.{EVENTS_TABLE}"
+                " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
+                (list(out),),
+            )
+            for row in curs.fetchall():
+                out[UUID(str(row["originator_id"]))].append(EventEnvelope.from_bytes(row["state"]))
+        return out
 
     def commit(
         self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]

@@ -19,11 +19,20 @@ class UnitOfWork:
         self.store = store
         self._cache: dict[UUID, Aggregate] = {}
         self._undo: dict[UUID, Aggregate | None] = {}
+        self._prefetched: dict[UUID, list[EventEnvelope]] = {}
+
+    def prefetch(self, aggregate_ids: list[UUID]) -> None:
+        """Load the streams a batch will need in one round trip."""
+        wanted = [a for a in dict.fromkeys(aggregate_ids) if a not in self._cache]
+        self._prefetched.update(self.store.load_many(wanted))
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
         agg = self._cache.get(aggregate_id)
         if agg is None:
-            agg = cls.rehydrate(aggregate_id, self.store.load(aggregate_id))
+            stream = self._prefetched.pop(aggregate_id, None)
+            if stream is None:
+                stream = self.store.load(aggregate_id)
+            agg = cls.rehydrate(aggregate_id, stream)
             self._cache[aggregate_id] = agg
             self._undo.setdefault(aggregate_id, None)
         elif aggregate_id not in self._undo:

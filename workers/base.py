@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 
+from confluent_kafka import Consumer, Message
 from prometheus_client import start_http_server
 
 from veritas import logs
@@ -35,3 +36,13 @@ def start_worker(container: Container, name: str) -> Stopper:
         container.settings.metrics_port_base + METRICS_PORT_OFFSET[name], addr="127.0.0.1"
     )
     return Stopper()
+
+
+def consume_batch(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
+    """Wait for the first record only, then take whatever is already buffered, up to max_records.
+    (consume(n, t) would otherwise wait the full timeout for n records to arrive.)"""
+    first = consumer.consume(1, timeout_s)
+    if not first:
+        return []
+    rest = consumer.consume(max_records - 1, 0) if max_records > 1 else []
+    return [m for m in (*first, *rest) if not m.error()]

@@ -21,7 +21,7 @@ from commands.decoding import DeadLetter
 from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
 from veritas.bootstrap import Container, bootstrap
-from workers.base import start_worker
+from workers.base import consume_batch, start_worker
 
 log = logging.getLogger("veritas.command_handler")
 OUTCOMES = Counter("veritas_commands_total", "Command outcomes", ["status", "reason_code"])
@@ -102,7 +102,7 @@ def run(container: Container) -> None:
     store = container.store
     log.info("command handler started")
     while not stopper.stopped:
-        msgs = [m for m in consumer.consume(s.handler_batch_max, 0.2) if not m.error()]
+        msgs = consume_batch(consumer, s.handler_batch_max, 0.2)
         if not msgs:
             continue
         try:

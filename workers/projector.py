@@ -12,24 +12,20 @@ import time
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
 from projections.apply import (
     EVENT_TOPICS,
     RESULTS_TOPIC,
-    apply_record,
+    apply_batch,
     load_generation,
     load_positions,
-    save_positions,
 )
 from projections.schema import migrate
 from veritas.bootstrap import Container, bootstrap
-from workers.base import start_worker
+from workers.base import consume_batch, start_worker
 
 log = logging.getLogger("veritas.projector")
-PROJECTED = Counter(
-    "veritas_projected_records_total", "Records applied to read models", ["outcome"]
-)
 LAG = Gauge(
     "veritas_projection_lag_records", "Records on Kafka not yet projected", ["topic", "partition"]
 )
@@ -76,30 +72,18 @@ class Projector:
         )
 
     def step(self, max_records: int, timeout_s: float) -> int:
-        msgs = [m for m in self.consumer.consume(max_records, timeout_s) if not m.error()]
+        msgs = consume_batch(self.consumer, max_records, timeout_s)
         if not msgs:
             return 0
         with self.conn.transaction():
             swapped = load_generation(self.conn, lock=True) != self.generation
-            applied = {} if swapped else self._apply(msgs)
+            applied = {} if swapped else apply_batch(self.conn, msgs, self.positions)
         if swapped:
             self._resync()  # this batch is dropped: it is re-read from the new positions
             return 0
         self.positions.update(applied)
         self._report_lag(msgs)
         return len(msgs)
-
-    def _apply(self, msgs: list[Message]) -> dict[tuple[str, int], int]:
-        applied: dict[tuple[str, int], int] = {}
-        for m in msgs:
-            key = (m.topic(), m.partition())
-            if m.offset() <= applied.get(key, self.positions.get(key, -1)):
-                continue  # already applied before a rebalance re-delivered it
-            ok = apply_record(self.conn, m)
-            PROJECTED.labels("applied" if ok else "error").inc()
-            applied[key] = m.offset()
-        save_positions(self.conn, applied)
-        return applied
 
     def _report_lag(self, msgs: list[Message]) -> None:
         for m in msgs[-1:]:
