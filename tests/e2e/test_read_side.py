@@ -39,22 +39,68 @@ def promoted(stack: Settings, api: httpx.Client) -> dict[str, Any]:
     name = f"rs-{uuid.uuid4().hex[:8]}"
     marks: dict[str, Any] = {"name": name, "created": datetime.now(UTC)}
     time.sleep(0.01)
-    assert _cmd(api, ds, "RegisterModel", {"name": name, "description": "fraud scorer",
-                "intended_use": "u", "limitations": "l", "tags": {"team": "risk"}})["status"] == "accepted"
+    assert (
+        _cmd(
+            api,
+            ds,
+            "RegisterModel",
+            {
+                "name": name,
+                "description": "fraud scorer",
+                "intended_use": "u",
+                "limitations": "l",
+                "tags": {"team": "risk"},
+            },
+        )["status"]
+        == "accepted"
+    )
     for v in ("1.0.0", "1.1.0"):
-        art = {"uri": f"file://{name}/{v}", "sha256": hashlib.sha256(v.encode()).hexdigest(), "signature": "s"}
+        art = {
+            "uri": f"file://{name}/{v}",
+            "sha256": hashlib.sha256(v.encode()).hexdigest(),
+            "signature": "s",
+        }
         lineage = {"parent_version": "1.0.0"} if v == "1.1.0" else {}
-        assert _cmd(api, ds, "RegisterModelVersion", {"model_name": name, "version": v, "artifact": art,
-                    "lineage": lineage, "metrics": {"auc": 0.9}})["status"] == "accepted"
-        sub = _cmd(api, ds, "SubmitForApproval", {"model_name": name, "version": v,
-                   "target_stage": "production", "justification": "better"})
+        assert (
+            _cmd(
+                api,
+                ds,
+                "RegisterModelVersion",
+                {
+                    "model_name": name,
+                    "version": v,
+                    "artifact": art,
+                    "lineage": lineage,
+                    "metrics": {"auc": 0.9},
+                },
+            )["status"]
+            == "accepted"
+        )
+        sub = _cmd(
+            api,
+            ds,
+            "SubmitForApproval",
+            {
+                "model_name": name,
+                "version": v,
+                "target_stage": "production",
+                "justification": "better",
+            },
+        )
         sid = sub["events"][0]["aggregate_id"]
         _cmd(api, bob, "ApproveSubmission", {"submission_id": sid})
         _cmd(api, carol, "ApproveSubmission", {"submission_id": sid})
         marks[f"before_{v}"] = datetime.now(UTC)
         time.sleep(0.01)
-        assert _cmd(api, olga, "TransitionStage", {"model_name": name, "version": v,
-                    "stage": "production"})["status"] == "accepted"
+        assert (
+            _cmd(
+                api,
+                olga,
+                "TransitionStage",
+                {"model_name": name, "version": v, "stage": "production"},
+            )["status"]
+            == "accepted"
+        )
         time.sleep(0.01)
         marks[f"after_{v}"] = datetime.now(UTC)
     marks["token"] = ds
@@ -66,7 +112,10 @@ def test_read_your_writes_and_current_state(api: httpx.Client, promoted: dict[st
     body = api.get(f"/models/{promoted['name']}", headers=hdr).json()
     assert body["production_version"] == "1.1.0"
     assert body["version_count"] == 2
-    assert {v["version"]: v["stage"] for v in body["versions"]} == {"1.0.0": "archived", "1.1.0": "production"}
+    assert {v["version"]: v["stage"] for v in body["versions"]} == {
+        "1.0.0": "archived",
+        "1.1.0": "production",
+    }
     v = api.get(f"/models/{promoted['name']}/versions/1.0.0", headers=hdr).json()
     assert [h["to_stage"] for h in v["stage_history"]] == ["production", "archived"]
     assert sorted(a for ap in v["approvals"] for a in ap["approvers"]) == ["bob", "carol"]
@@ -80,19 +129,32 @@ def test_point_in_time_answers(api: httpx.Client, promoted: dict[str, Any]) -> N
     def at(key: str) -> httpx.Response:
         return api.get(f"/models/{name}", params={"as_of": promoted[key].isoformat()}, headers=hdr)
 
-    assert api.get(f"/models/{name}", params={"as_of": "2001-01-01T00:00:00Z"}, headers=hdr).status_code == 404
+    assert (
+        api.get(
+            f"/models/{name}", params={"as_of": "2001-01-01T00:00:00Z"}, headers=hdr
+        ).status_code
+        == 404
+    )
     before = at("before_1.0.0").json()
     assert before["production_version"] is None
-    assert before["versions"][0]["approvals"][0]["approvers"] == ["bob", "carol"]  # approved, not promoted
+    assert before["versions"][0]["approvals"][0]["approvers"] == [
+        "bob",
+        "carol",
+    ]  # approved, not promoted
     mid = at("after_1.0.0").json()
     assert mid["production_version"] == "1.0.0" and mid["version_count"] == 1
     end = at("after_1.1.0").json()
     assert end["production_version"] == "1.1.0"
-    assert {v["version"]: v["stage"] for v in end["versions"]} == {"1.0.0": "archived", "1.1.0": "production"}
+    assert {v["version"]: v["stage"] for v in end["versions"]} == {
+        "1.0.0": "archived",
+        "1.1.0": "production",
+    }
     assert api.get(f"/models/{name}", params={"as_of": "yesterday"}, headers=hdr).status_code == 422
 
 
-def test_filters_pagination_and_errors(api: httpx.Client, promoted: dict[str, Any], stack: Settings) -> None:
+def test_filters_pagination_and_errors(
+    api: httpx.Client, promoted: dict[str, Any], stack: Settings
+) -> None:
     hdr = {"authorization": f"Bearer {promoted['token']}"}
     seen, cursor = [], None
     for _ in range(100):
@@ -105,7 +167,9 @@ def test_filters_pagination_and_errors(api: httpx.Client, promoted: dict[str, An
         if not cursor:
             break
     assert seen == sorted(seen) and len(seen) == len(set(seen)) and promoted["name"] in seen
-    prod = api.get("/models", params={"stage": "production", "q": promoted["name"]}, headers=hdr).json()
+    prod = api.get(
+        "/models", params={"stage": "production", "q": promoted["name"]}, headers=hdr
+    ).json()
     assert [m["name"] for m in prod["items"]] == [promoted["name"]]
     assert api.get("/models/no-such-model", headers=hdr).status_code == 404
     assert api.get("/models", params={"limit": 0}, headers=hdr).status_code == 422
@@ -114,11 +178,20 @@ def test_filters_pagination_and_errors(api: httpx.Client, promoted: dict[str, An
     assert all(s["status"] == "pending" and s["submitted_by"] != "bob" for s in queue["items"])
 
 
-READ_ROUTES = ["/models", "/models/x", "/models/x/versions/1.0.0", "/models/x/versions/1.0.0/lineage",
-               "/datasets", "/governance/submissions", "/commands/abc"]
+READ_ROUTES = [
+    "/models",
+    "/models/x",
+    "/models/x/versions/1.0.0",
+    "/models/x/versions/1.0.0/lineage",
+    "/datasets",
+    "/governance/submissions",
+    "/commands/abc",
+]
 
 
-@pytest.mark.parametrize("path", [*READ_ROUTES, "/audit/verify", f"/audit/RegisteredModel/{uuid.uuid4()}"])
+@pytest.mark.parametrize(
+    "path", [*READ_ROUTES, "/audit/verify", f"/audit/RegisteredModel/{uuid.uuid4()}"]
+)
 def test_every_route_needs_a_token(api: httpx.Client, path: str) -> None:
     assert api.get(path).status_code == 401
     assert api.get(path, headers={"authorization": "Bearer forged.token.value"}).status_code == 401
@@ -127,7 +200,15 @@ def test_every_route_needs_a_token(api: httpx.Client, path: str) -> None:
 def test_audit_needs_the_auditor_role(api: httpx.Client, stack: Settings) -> None:
     ds, auditor = token(stack, "alice", "data_scientist"), token(stack, "audrey", "auditor")
     assert api.get("/audit/verify", headers={"authorization": f"Bearer {ds}"}).status_code == 403
-    r = api.get("/audit/verify", params={"source": "store"}, headers={"authorization": f"Bearer {auditor}"})
+    r = api.get(
+        "/audit/verify", params={"source": "store"}, headers={"authorization": f"Bearer {auditor}"}
+    )
     assert r.status_code == 200 and r.json()["valid"] is True and r.json()["events"] > 0
-    assert api.post("/commands", json={"type": "RegisterModel", "payload": {}},
-                    headers={"authorization": f"Bearer {auditor}"}).status_code == 403
+    assert (
+        api.post(
+            "/commands",
+            json={"type": "RegisterModel", "payload": {}},
+            headers={"authorization": f"Bearer {auditor}"},
+        ).status_code
+        == 403
+    )
