@@ -18,7 +18,7 @@ from veritas.auth import Principal
 from veritas.bootstrap import Container
 
 Limit = Annotated[int, Query(ge=1, le=200)]
-NOT_FOUND = {404: {"model": schemas.ErrorBody}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody}}
 
 
 def _after(cursor: str | None) -> str | None:
@@ -99,7 +99,8 @@ def read_routes(app: FastAPI, c: Container) -> None:
         row = queries.get_version(conn, name, version)
         if row is None:
             raise HTTPException(404, f"version {version} of model '{name}' not found")
-        ancestors, parent = [], row["lineage"].get("parent_version")
+        ancestors: list[str] = []
+        parent = row["lineage"].get("parent_version")
         while parent and parent not in ancestors and len(ancestors) < 100:
             ancestors.append(parent)
             prow = queries.get_version(conn, name, parent)

@@ -13,6 +13,7 @@ from commands.results import CommandResult
 from events.envelope import EventEnvelope
 from projections import governance, registry
 from projections.registry import Projection
+from veritas.kafka import headers, where
 
 PROJECTIONS: dict[str, Projection] = {**registry.PROJECTIONS, **governance.PROJECTIONS}
 EVENT_TOPICS = (
@@ -41,8 +42,8 @@ def _command_status(cur: Cursor, value: bytes) -> None:
     )
 
 
-def store_seq(headers: list[tuple[str, bytes | None]] | None) -> int | None:
-    for key, value in headers or []:
+def store_seq(record_headers: list[tuple[str, bytes]]) -> int | None:
+    for key, value in record_headers:
         if key == "notification_id" and value:
             return int(value)
     return None
@@ -93,13 +94,13 @@ PROJECTION_ERRORS = (
 
 
 def _apply(cur: Cursor, msg: Message) -> None:
-    topic, value = str(msg.topic()), msg.value()
+    (topic, partition, offset), value = where(msg), msg.value()
     if value is None:
         raise ValueError("empty record")
     if topic == RESULTS_TOPIC:
         _command_status(cur, value)
     else:
-        _event(cur, topic, msg.partition() or 0, msg.offset() or 0, value, store_seq(msg.headers()))
+        _event(cur, topic, partition, offset, value, store_seq(headers(msg)))
 
 
 def apply_record(conn: Connection, msg: Message, *, isolate: bool = True) -> bool:
@@ -149,7 +150,8 @@ def _apply_all(
 ) -> dict[tuple[str, int], int]:
     applied: dict[tuple[str, int], int] = {}
     for m in msgs:
-        key, offset = (str(m.topic()), m.partition() or 0), m.offset() or 0
+        topic, partition, offset = where(m)
+        key = (topic, partition)
         if offset <= applied.get(key, done.get(key, -1)):
             continue  # already applied before a rebalance re-delivered it
         ok = apply_record(conn, m, isolate=isolate)

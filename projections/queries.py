@@ -58,7 +58,7 @@ def list_models(
     limit: int,
     after: str | None,
 ) -> list[Row]:
-    where, params = ["TRUE"], []
+    where, params = ["TRUE"], list[Any]()
     if owner:
         where.append("m.owner = %s")
         params.append(owner)
@@ -110,7 +110,7 @@ def stage_history(conn: Connection, name: str, version: str) -> list[Row]:
 def list_datasets(
     conn: Connection, *, name: str | None, limit: int, after: str | None
 ) -> list[Row]:
-    where, params = ["TRUE"], []
+    where, params = ["TRUE"], list[Any]()
     if name:
         where.append("name = %s")
         params.append(name)
@@ -134,7 +134,7 @@ def list_submissions(
     limit: int,
     after: str | None,
 ) -> list[Row]:
-    where, params = ["TRUE"], []
+    where, params = ["TRUE"], list[Any]()
     if status:
         where.append("status = %s")
         params.append(status)

@@ -27,6 +27,7 @@ from projections.apply import (
 from projections.digest import digest
 from projections.schema import migrate
 from veritas.bootstrap import Container
+from veritas.kafka import where
 
 Progress = Callable[[int, int], None]  # (records done, records total)
 TOPICS = (*EVENT_TOPICS, RESULTS_TOPIC)
@@ -89,7 +90,7 @@ def _copy_range(
         msgs = [
             m
             for m in consumer.consume(batch, 0.5)
-            if not m.error() and m.offset() < todo.get((m.topic(), m.partition()), -1)
+            if not m.error() and where(m)[2] < todo.get(where(m)[:2], -1)
         ]
         with conn.transaction():
             apply_batch(conn, msgs, {})
@@ -107,7 +108,7 @@ def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None
     query = sql.SQL("SELECT envelope FROM {}.rm_audit_log ORDER BY aggregate_id, version").format(
         sql.Identifier(schema)
     )
-    checked, current, stream = 0, None, []
+    checked, current, stream = 0, None, list[EventEnvelope]()
     with conn.transaction(), conn.cursor(name=f"chains_{uuid.uuid4().hex}") as cur:
         cur.execute(query)
         for (env_json,) in cur:

@@ -133,8 +133,8 @@ def replay_cmd(
     typer.echo(
         f"live digest      : {report.live_digest} ({'match' if report.digests_match else 'DIFFER'})"
     )
-    for table, (a, b) in report.table_digests.items():
-        if a != b:
+    for table, (rebuilt, live) in report.table_digests.items():
+        if rebuilt != live:
             typer.echo(f"  differs: {table}")
     typer.echo(f"switched         : {'yes' if report.switched else 'no'}")
     ok = report.switched and (not verify or (report.digests_match and report.chain_break is None))

@@ -62,7 +62,7 @@ class ResultWatcher:
         while command_id not in self.seen and time.monotonic() < deadline:
             msg = self.consumer.poll(0.2)
             if msg is not None and not msg.error():
-                result = json.loads(msg.value())
+                result = json.loads(msg.value() or b"{}")
                 self.seen[result["command_id"]] = result
         return self.seen.get(command_id)
 

@@ -8,8 +8,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from veritas.settings import ROOT, Settings
 
@@ -109,3 +109,14 @@ def broker_pid(settings: Settings) -> int | None:
         return value
     except (OSError, ValueError):
         return None
+
+
+def where(m: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed record (always set on one)."""
+    return str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
+
+
+def headers(m: Message) -> list[tuple[str, bytes]]:
+    raw = m.headers() or []
+    items = list(raw.items()) if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]

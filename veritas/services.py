@@ -65,7 +65,7 @@ def service_pid(s: Settings, name: str) -> int | None:
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            return 200 <= r.status < 300
+            return bool(200 <= r.status < 300)
     except OSError:
         return False
 

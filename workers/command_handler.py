@@ -21,6 +21,7 @@ from commands.decoding import DeadLetter
 from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
 from veritas.bootstrap import Container, bootstrap
+from veritas.kafka import headers, where
 from workers.base import consume_batch, start_worker
 
 log = logging.getLogger("veritas.command_handler")
@@ -29,35 +30,36 @@ BATCH_SECONDS = Histogram("veritas_command_batch_seconds", "Time to process one 
 
 
 def _auth_header(msg: Message) -> str | None:
-    for key, value in msg.headers() or []:
-        if key.lower() == "authorization" and value is not None:
+    for key, value in headers(msg):
+        if key.lower() == "authorization":
             return value.decode("utf-8", "replace")
     return None
 
 
-def _dlq_headers(msg: Message, dead: DeadLetter) -> list[tuple[str, bytes]]:
+def _dlq_headers(msg: Message, dead: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     # The authorization header is a secret: it is never copied to the dead-letter topic.
-    kept = [(k, v or b"") for k, v in (msg.headers() or []) if k.lower() != "authorization"]
+    kept = [(k, v) for k, v in headers(msg) if k.lower() != "authorization"]
     return [
         *kept,
         ("dlq.reason", dead.reason.encode()),
         ("dlq.detail", dead.detail[:1000].encode()),
-        ("dlq.source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+        ("dlq.source", "/".join(str(x) for x in where(msg)).encode()),
     ]
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
     nxt: dict[tuple[str, int], int] = {}
     for m in msgs:
-        key = (m.topic(), m.partition())
-        nxt[key] = max(nxt.get(key, 0), m.offset() + 1)
+        topic, partition, offset = where(m)
+        nxt[(topic, partition)] = max(nxt.get((topic, partition), 0), offset + 1)
     return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
 
 
 def _first_offsets(msgs: list[Message]) -> list[TopicPartition]:
     first: dict[tuple[str, int], int] = {}
     for m in msgs:
-        first.setdefault((m.topic(), m.partition()), m.offset())
+        topic, partition, offset = where(m)
+        first.setdefault((topic, partition), offset)
     return [TopicPartition(t, p, o) for (t, p), o in first.items()]
 
 

@@ -23,6 +23,7 @@ from projections.apply import (
 )
 from projections.schema import migrate
 from veritas.bootstrap import Container, bootstrap
+from veritas.kafka import where
 from workers.base import consume_batch, start_worker
 
 log = logging.getLogger("veritas.projector")
@@ -87,10 +88,11 @@ class Projector:
 
     def _report_lag(self, msgs: list[Message]) -> None:
         for m in msgs[-1:]:
+            topic, partition, offset = where(m)
             _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(m.topic(), m.partition()), cached=True
+                TopicPartition(topic, partition), cached=True
             )
-            LAG.labels(m.topic(), str(m.partition())).set(max(0, high - m.offset() - 1))
+            LAG.labels(topic, str(partition)).set(max(0, high - offset - 1))
 
     def close(self) -> None:
         self.consumer.close()

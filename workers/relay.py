@@ -59,11 +59,11 @@ def _scan(consumer: Consumer, start: int, timeout_s: float) -> int | None:
         msg = consumer.poll(0.5)
         if msg is None:
             continue
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
+        if (err := msg.error()) is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
                 return last
-            raise RuntimeError(f"reading relay position: {msg.error()}")
-        last = int(msg.value())
+            raise RuntimeError(f"reading relay position: {err}")
+        last = int(msg.value() or b"0")
     raise TimeoutError("timed out reading the relay position")
 
 
