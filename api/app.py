@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from confluent_kafka import Producer
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg import Connection
+from slowapi import Limiter, _rate_limit_exceeded_handler
+from slowapi.errors import RateLimitExceeded
+from slowapi.middleware import SlowAPIMiddleware
+from slowapi.util import get_remote_address
 
 from api import schemas
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
+from events.catalog import EVENT_TOPICS
 from projections import queries
 from veritas import kafka, pg
 from veritas.auth import AuthError, Principal, authenticate, authorize
@@ -37,6 +44,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         app.state.producer.flush(5)
         c.close()
 
+    limiter = Limiter(key_func=_client_key, default_limits=[c.settings.api_rate_limit])
     app = FastAPI(
         title="Veritas",
         version="0.1.0",
@@ -44,6 +52,9 @@ def create_app(container: Container | None = None) -> FastAPI:
         description="Event-sourced control plane for ML models.",
     )
     app.state.container = c
+    app.state.limiter = limiter
+    app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+    app.add_middleware(SlowAPIMiddleware)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
@@ -52,6 +63,25 @@ def create_app(container: Container | None = None) -> FastAPI:
         return JSONResponse(
             {"detail": exc.message, "reason_code": exc.reason_code}, code, headers=headers
         )
+
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # Input the database cannot represent (a NUL byte, say): the caller's fault, not ours.
+        return JSONResponse({"detail": f"invalid parameter value: {type(exc).__name__}"}, 422)
+
+    @app.middleware("http")
+    async def _authenticate(request: Request, call_next: Any) -> Response:
+        # Authenticate before anything else reads the request: an unauthenticated caller gets a
+        # 401 whatever else is wrong with the request.
+        if request.url.path not in PUBLIC_PATHS:
+            try:
+                request.state.principal = authenticate(
+                    c.settings, request.headers.get("authorization")
+                )
+            except AuthError as exc:
+                return await _auth_error(request, exc)
+        response: Response = await call_next(request)
+        return response
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Any) -> Response:
@@ -68,9 +98,28 @@ def create_app(container: Container | None = None) -> FastAPI:
     return app
 
 
+def _client_key(request: Request) -> str:
+    # Limit per caller: the bearer token when there is one (hashed: never keep the secret).
+    auth = request.headers.get("authorization")
+    if auth:
+        return "t:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+    return "a:" + get_remote_address(request)
+
+
+PUBLIC_PATHS = {
+    "/health",
+    "/ready",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
+
+
 def principal(request: Request) -> Principal:
-    c: Container = request.app.state.container
-    return authenticate(c.settings, request.headers.get("authorization"))
+    p: Principal = request.state.principal  # set by the authenticating middleware
+    return p
 
 
 def reader(action: str) -> Any:
@@ -97,8 +146,15 @@ def _probe_routes(app: FastAPI, c: Container) -> None:
 
     @app.get("/ready", tags=["probes"], responses={503: {"model": schemas.ErrorBody}})
     def ready() -> dict[str, Any]:
-        checks = {"postgres": pg.is_ready(c.settings.dsn), "kafka": kafka.broker_ready(c.settings)}
-        if not all(checks.values()):
+        checks: dict[str, Any] = {
+            "postgres": pg.is_ready(c.settings.dsn),
+            "kafka": kafka.broker_ready(c.settings),
+        }
+        if all(checks.values()):
+            lag = projection_lag(c)
+            checks["projection_lag"] = lag
+            checks["projections"] = lag <= c.settings.ready_max_lag
+        if not (checks["postgres"] and checks["kafka"] and checks.get("projections")):
             raise HTTPException(503, f"not ready: {json.dumps(checks)}")
         return {"status": "ready", **checks}
 
@@ -184,6 +240,23 @@ async def _wait_for(c: Container, command_id: str) -> dict[str, Any] | None:
                 return row
         await asyncio.sleep(0.02)
     return None
+
+
+def projection_lag(c: Container) -> int:
+    """Records on the projected topics that the read models have not applied yet."""
+    with c.pool.connection() as conn:
+        stored = queries.projection_positions(conn)
+    consumer = Consumer(c.kafka_config(**{"group.id": "veritas-ready"}))
+    try:
+        lag = 0
+        for topic in (*EVENT_TOPICS.values(), "commands.results"):
+            for p in consumer.list_topics(topic, timeout=5).topics[topic].partitions:
+                high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                # A transaction's commit marker takes one offset after its last record.
+                lag += max(0, high - stored.get((topic, p), -1) - 2)
+        return lag
+    finally:
+        consumer.close()
 
 
 app_factory = create_app

@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 Row = dict[str, Any]
 
@@ -142,8 +143,8 @@ def list_submissions(
         where.append("model_name = %s")
         params.append(model_name)
     if awaiting:  # the approval queue: pending, not the approver's own, not yet approved by them
-        where.append("status = 'pending' AND submitted_by <> %s AND NOT approvers @> %s::jsonb")
-        params += [awaiting, f'[{{"approver": "{awaiting}"}}]']
+        where.append("status = 'pending' AND submitted_by <> %s AND NOT approvers @> %s")
+        params += [awaiting, Jsonb([{"approver": awaiting}])]
     if after:
         where.append("submission_id::text > %s")
         params.append(after)
@@ -210,3 +211,8 @@ def model_as_of(conn: Connection, name: str, as_of: datetime) -> Row | None:
         "versions": versions,
         "as_of": as_of,
     }
+
+
+def projection_positions(conn: Connection) -> dict[tuple[str, int], int]:
+    rows = conn.execute("SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions")
+    return {(t, p): o for t, p, o in rows.fetchall()}

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_rate_limit: str = "300/second"  # per client (bearer token, else address), slowapi syntax
+    ready_max_lag: int = 100  # /ready fails while projections trail Kafka by more records
     metrics_port_base: int = 9101
 
     # JWT: HS256 with a shared secret by default; RS256 when a public key is configured.

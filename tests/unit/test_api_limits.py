@@ -1,0 +1,43 @@
+"""API edge behaviour that needs no database: rate limiting per caller, and authentication before
+anything else reads a request."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from veritas.auth import issue_token
+from veritas.bootstrap import bootstrap
+from veritas.settings import Settings
+
+
+def _client(limit: str = "1000/second") -> tuple[TestClient, Settings]:
+    s = Settings(api_rate_limit=limit)
+    return TestClient(create_app(bootstrap(s))), s
+
+
+def test_each_caller_is_rate_limited_separately() -> None:
+    client, s = _client("3/minute")
+    alice = {"authorization": f"Bearer {issue_token(s, 'alice', ['data_scientist'])}"}
+    bob = {"authorization": f"Bearer {issue_token(s, 'bob', ['data_scientist'])}"}
+    codes = [client.get("/health", headers=alice).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    assert client.get("/health", headers=bob).status_code == 200  # another caller is unaffected
+    assert "Rate limit exceeded" in client.get("/health", headers=alice).text
+
+
+def test_unauthenticated_requests_get_401_before_validation() -> None:
+    client, _ = _client()
+    r = client.post("/commands", content=b"{not json")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert client.get("/models", headers={"authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_forbidden_role_gets_403_with_a_reason() -> None:
+    client, s = _client()
+    auditor = {"authorization": f"Bearer {issue_token(s, 'audrey', ['auditor'])}"}
+    r = client.post("/commands", json={"type": "RegisterModel", "payload": {}}, headers=auditor)
+    assert r.status_code == 403
+    assert r.json()["reason_code"] == "forbidden"
