@@ -25,7 +25,7 @@ from api import schemas
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
 from events.catalog import EVENT_TOPICS
 from projections import queries
-from veritas import kafka, pg
+from veritas import kafka, logs, pg
 from veritas.auth import AuthError, Principal, authenticate, authorize
 from veritas.bootstrap import Container, bootstrap
 
@@ -68,6 +68,14 @@ def create_app(container: Container | None = None) -> FastAPI:
     async def _bad_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
         # Input the database cannot represent (a NUL byte, say): the caller's fault, not ours.
         return JSONResponse({"detail": f"invalid parameter value: {type(exc).__name__}"}, 422)
+
+    @app.middleware("http")
+    async def _correlate(request: Request, call_next: Any) -> Response:
+        cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        with logs.correlated(cid[:128]):
+            response: Response = await call_next(request)
+        response.headers["x-correlation-id"] = cid[:128]
+        return response
 
     @app.middleware("http")
     async def _authenticate(request: Request, call_next: Any) -> Response:
@@ -197,7 +205,7 @@ def _command_routes(app: FastAPI, c: Container) -> None:
             "type": body.type,
             "schema_version": body.schema_version or cls.schema_version,
             "issued_at": c.clock().isoformat(),
-            "correlation_id": body.correlation_id,
+            "correlation_id": body.correlation_id or logs.correlation_id.get(),
             "payload": body.payload,
         }
         producer: Producer = request.app.state.producer

@@ -22,6 +22,7 @@ from commands.results import CommandResult, EventRef
 from domain.base import Meta
 from domain.errors import DomainError
 from events.envelope import EventEnvelope
+from veritas import logs
 from veritas.eventstore import ConcurrencyError, EventStore
 from veritas.settings import Settings
 from veritas.uow import UnitOfWork
@@ -55,8 +56,10 @@ def _apply(
 ) -> tuple[Outcome, list[tuple[str, EventEnvelope]]]:
     cid = ready.envelope.command_id
     uow.begin_command()
+    meta = _meta(ready, clock)
     try:
-        HANDLERS[type(ready.command)](ready.command, deps=Deps(uow, _meta(ready, clock)))
+        with logs.correlated(meta.correlation_id):
+            HANDLERS[type(ready.command)](ready.command, deps=Deps(uow, meta))
     except DomainError as exc:
         uow.rollback_command()
         return CommandResult.rejected(cid, exc.reason_code, exc.message, exc.sub_code), []

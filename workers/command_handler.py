@@ -20,6 +20,7 @@ from commands.catalog import COMMAND_TOPICS
 from commands.decoding import DeadLetter
 from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
+from veritas import logs
 from veritas.bootstrap import Container, bootstrap
 from veritas.kafka import headers, where
 from workers.base import consume_batch, start_worker
@@ -71,7 +72,11 @@ def publish(
         if isinstance(outcome, CommandResult):
             producer.produce("commands.results", key=outcome.command_id, value=outcome.to_bytes())
             OUTCOMES.labels(outcome.status, outcome.reason_code or "").inc()
+            if outcome.status == "rejected":
+                with logs.correlated(outcome.command_id):
+                    log.info("rejected %s: %s", outcome.reason_code, outcome.sub_code or "")
         else:
+            log.warning("dead-lettered %s from %s", outcome.reason, "/".join(map(str, where(msg))))
             producer.produce(
                 "commands.dlq", key=msg.key(), value=msg.value(), headers=_dlq_headers(msg, outcome)
             )
