@@ -173,6 +173,7 @@ def read_routes(app: FastAPI, c: Container) -> None:
             "source": v.source,
             "aggregates": v.aggregates,
             "events": v.events,
+            "undecodable": v.undecodable,
             "valid": v.valid,
             "chain_break": brk.__dict__ if brk else None,
         }

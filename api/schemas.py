@@ -143,6 +143,7 @@ class Verification(BaseModel):
     source: str
     aggregates: int
     events: int
+    undecodable: int = Field(0, description="records on the topics that are not event envelopes")
     valid: bool
     chain_break: dict[str, Any] | None = Field(
         None, description="aggregate_type, aggregate_id, version and reason of the first break"

@@ -49,14 +49,28 @@ def store_seq(record_headers: list[tuple[str, bytes]]) -> int | None:
     return None
 
 
+_AUDIT_INSERT = (
+    "INSERT INTO rm_audit_log (aggregate_id, version, aggregate_type, event_id, type, actor,"
+    " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset,"
+    " store_seq) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s)"
+)
+
+
 def _event(
-    cur: Cursor, topic: str, partition: int, offset: int, value: bytes, seq: int | None
+    cur: Cursor,
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes,
+    seq: int | None,
+    *,
+    careful: bool,
 ) -> None:
     env = EventEnvelope.from_bytes(value)
+    # Fast path: a plain insert, so statements can be pipelined; an aggregate version seen twice
+    # raises, and the batch is redone carefully, where it is skipped instead.
     cur.execute(
-        "INSERT INTO rm_audit_log (aggregate_id, version, aggregate_type, event_id, type, actor,"
-        " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset,"
-        " store_seq) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING 1",
+        _AUDIT_INSERT + (" ON CONFLICT DO NOTHING RETURNING 1" if careful else ""),
         (
             env.aggregate_id,
             env.version,
@@ -67,14 +81,14 @@ def _event(
             env.occurred_at,
             env.correlation_id,
             env.causation_id,
-            Jsonb(env.to_json_dict()),
+            value.decode(),  # the relay publishes canonical JSON: stored as is
             topic,
             partition,
             offset,
             seq,
         ),
     )
-    if cur.fetchone() is None:
+    if careful and cur.fetchone() is None:
         return  # this aggregate version was already projected: never apply an event twice
     handler = PROJECTIONS.get(env.type)
     if handler is not None:
@@ -93,14 +107,14 @@ PROJECTION_ERRORS = (
 )
 
 
-def _apply(cur: Cursor, msg: Message) -> None:
+def _apply(cur: Cursor, msg: Message, *, careful: bool) -> None:
     (topic, partition, offset), value = where(msg), msg.value()
     if value is None:
         raise ValueError("empty record")
     if topic == RESULTS_TOPIC:
         _command_status(cur, value)
     else:
-        _event(cur, topic, partition, offset, value, store_seq(headers(msg)))
+        _event(cur, topic, partition, offset, value, store_seq(headers(msg)), careful=careful)
 
 
 def apply_record(conn: Connection, msg: Message, *, isolate: bool = True) -> bool:
@@ -108,11 +122,11 @@ def apply_record(conn: Connection, msg: Message, *, isolate: bool = True) -> boo
     rm_projection_errors (returns False) inside a savepoint, and spoils nothing else."""
     if not isolate:
         with conn.cursor() as cur:
-            _apply(cur, msg)
+            _apply(cur, msg, careful=False)
         return True
     try:
         with conn.transaction(), conn.cursor() as cur:
-            _apply(cur, msg)
+            _apply(cur, msg, careful=True)
         return True
     except PROJECTION_ERRORS as exc:
         conn.execute(
@@ -137,7 +151,7 @@ def apply_batch(
     # Fast path without a savepoint per record; if any record fails, redo the batch carefully so
     # that only the bad record is set aside.
     try:
-        with conn.transaction():
+        with conn.pipeline(), conn.transaction():  # one round trip for the whole batch
             applied = _apply_all(conn, msgs, done, isolate=False)
     except PROJECTION_ERRORS:
         applied = _apply_all(conn, msgs, done, isolate=True)

@@ -15,6 +15,7 @@ from psycopg import Connection, sql
 from events.envelope import ChainBreak, EventEnvelope, verify_chain
 from veritas.bootstrap import Container
 from veritas.eventstore import EVENTS_TABLE
+from veritas.kafka import where
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,11 @@ class Verification:
     aggregates: int
     events: int
     chain_break: ChainBreak | None
+    undecodable: int = 0  # records on a topic that are not event envelopes at all
 
     @property
     def valid(self) -> bool:
-        return self.chain_break is None
+        return self.chain_break is None and self.undecodable == 0
 
 
 def _verify_sorted(source: str, envelopes: Iterable[EventEnvelope]) -> Verification:
@@ -60,7 +62,9 @@ def verify_store(c: Container) -> Verification:
         return _verify_sorted("store", _store_rows(conn, c.settings.db_schema))
 
 
-def read_topics(c: Container, topics: list[str]) -> dict[uuid.UUID, list[EventEnvelope]]:
+def read_topics(
+    c: Container, topics: list[str], bad: list[str] | None = None
+) -> dict[uuid.UUID, list[EventEnvelope]]:
     """Every envelope on `topics`, grouped by aggregate in partition (= per-aggregate) order."""
     consumer = Consumer(
         c.kafka_config(
@@ -82,9 +86,15 @@ def read_topics(c: Container, topics: list[str]) -> dict[uuid.UUID, list[EventEn
         consumer.assign([TopicPartition(t, p, 0) for (t, p) in todo])
         while todo:
             for m in consumer.consume(1000, 0.5):
-                if not m.error():
+                if m.error():
+                    continue
+                try:
                     env = EventEnvelope.from_bytes(m.value() or b"")
-                    streams[env.aggregate_id].append(env)
+                except ValueError:
+                    if bad is not None:
+                        bad.append("/".join(str(x) for x in where(m)))
+                    continue
+                streams[env.aggregate_id].append(env)
             for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
                 if tp.offset >= ends[(tp.topic, tp.partition)]:
                     todo.discard((tp.topic, tp.partition))
@@ -94,9 +104,11 @@ def read_topics(c: Container, topics: list[str]) -> dict[uuid.UUID, list[EventEn
 
 
 def verify_topics(c: Container, topics: list[str]) -> Verification:
-    streams = read_topics(c, topics)
+    bad: list[str] = []
+    streams = read_topics(c, topics, bad)
     flat = (e for agg in sorted(streams, key=str) for e in streams[agg])
-    return _verify_sorted("topics:" + ",".join(topics), flat)
+    v = _verify_sorted("topics:" + ",".join(topics), flat)
+    return Verification(v.source, v.aggregates, v.events, v.chain_break, undecodable=len(bad))
 
 
 def verify_read_model(c: Container) -> Verification:

@@ -1,0 +1,73 @@
+"""The projector on real Kafka and Postgres: a record that cannot be projected is set aside with
+its reason and spoils nothing else, and an event delivered twice takes effect once."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import psycopg
+from confluent_kafka import Producer
+
+from projections.schema import migrate
+from tests.helpers import end_offsets, envelope, producer, publish, read_from, token
+from veritas.bootstrap import bootstrap
+from veritas.settings import Settings
+from workers.projector import Projector
+
+
+def test_bad_and_duplicate_records_spoil_nothing(stack: Settings) -> None:
+    schema = f"rm_t_{uuid.uuid4().hex[:8]}"
+    s = stack.model_copy(update={"read_schema": schema})
+    name = f"proj-{uuid.uuid4().hex[:6]}"
+    start = end_offsets(stack, "registry.events")
+    p = producer(stack)
+    payload = {"name": name, "description": "d", "intended_use": "u", "limitations": "l"}
+    publish(
+        p,
+        "registry.commands",
+        json.dumps(envelope("RegisterModel", payload, version=2)).encode(),
+        token(stack, "alice", "data_scientist"),
+        name,
+    )
+    p.flush(10)
+    mine = read_from(stack, start, lambda ms: any(name.encode() in m.value() for m in ms), 30)
+    event = next(m for m in mine if name.encode() in m.value())
+    junk = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    junk.produce(
+        "monitoring.events", key=b"x", value=b"not an envelope " + uuid.uuid4().hex.encode()
+    )
+    junk.produce("monitoring.events", key=event.key(), value=event.value())  # the same event again
+    junk.flush(10)
+
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        migrate(conn, schema)
+    projector = Projector(bootstrap(s), group_id=f"t-{uuid.uuid4().hex[:6]}")
+    try:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(
+            stack.dsn, autocommit=True, options=f"-c search_path={schema}"
+        ) as conn:
+            while time.monotonic() < deadline:
+                projector.step(1000, 0.5)
+                errors = conn.execute("SELECT count(*) FROM rm_projection_errors").fetchone()[0]  # type: ignore[index]
+                models = conn.execute(
+                    "SELECT count(*) FROM rm_models WHERE name = %s", (name,)
+                ).fetchone()[0]  # type: ignore[index]
+                done = conn.execute(
+                    "SELECT count(*) FROM rm_projection_positions WHERE topic = 'monitoring.events'"
+                ).fetchone()[0]  # type: ignore[index]
+                if errors >= 1 and models == 1 and done >= 1:
+                    break
+            reason = conn.execute("SELECT error FROM rm_projection_errors").fetchall()
+            audit = conn.execute(
+                "SELECT count(*) FROM rm_audit_log WHERE envelope->'payload'->>'name' = %s", (name,)
+            ).fetchone()[0]  # type: ignore[index]
+    finally:
+        projector.close()
+    assert models == 1
+    assert audit == 1  # delivered twice, applied once
+    assert any("ValidationError" in r[0] for r in reason)
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
