@@ -131,7 +131,7 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
     admin = c.read_model_connection(live)
     admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(new)))
     migrate(admin, new)
-    conn = c.read_model_connection(new)
+    conn = c.read_model_connection(new, durable=False)
     consumer = _consumer(c)
     try:
         report.records = _copy_range(conn, consumer, {}, end_offsets(consumer), progress)

@@ -63,6 +63,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE rm_audit_log ADD COLUMN store_seq bigint;
     CREATE INDEX rm_audit_log_seq ON rm_audit_log (store_seq);
     """,
+    # Projections address rows by aggregate id.
+    """
+    CREATE UNIQUE INDEX rm_models_aggregate ON rm_models (aggregate_id);
+    CREATE UNIQUE INDEX rm_model_versions_aggregate ON rm_model_versions (aggregate_id);
+    """,
 ]
 
 

@@ -19,10 +19,15 @@ from veritas.settings import Settings
 Clock = Callable[[], datetime]
 
 
-def read_model_kwargs(schema: str) -> dict[str, Any]:
+def read_model_kwargs(schema: str, *, durable: bool = True) -> dict[str, Any]:
     # No server-side prepared statements: after `veritas replay` renames schemas, every statement
     # must resolve table names again instead of reusing a plan bound to the old tables.
-    return {"autocommit": True, "prepare_threshold": None, "options": f"-c search_path={schema}"}
+    options = f"-c search_path={schema}"
+    if not durable:
+        # For projection writers only: a database crash may forget the last commits, but each
+        # takes its read-model rows and its Kafka positions together, so they are re-applied.
+        options += " -c synchronous_commit=off"
+    return {"autocommit": True, "prepare_threshold": None, "options": options}
 
 
 def utc_now() -> datetime:
@@ -55,9 +60,12 @@ class Container:
             kwargs=read_model_kwargs(self.settings.read_schema),
         )
 
-    def read_model_connection(self, schema: str | None = None) -> psycopg.Connection:
+    def read_model_connection(
+        self, schema: str | None = None, *, durable: bool = True
+    ) -> psycopg.Connection:
         return psycopg.connect(
-            self.settings.dsn, **read_model_kwargs(schema or self.settings.read_schema)
+            self.settings.dsn,
+            **read_model_kwargs(schema or self.settings.read_schema, durable=durable),
         )
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ LAG = Gauge(
 class Projector:
     def __init__(self, container: Container, group_id: str = "veritas-projector") -> None:
         self.container = container
-        self.conn = container.read_model_connection()
+        self.conn = container.read_model_connection(durable=False)
         migrate(self.conn, container.settings.read_schema)
         self.positions = load_positions(self.conn)
         self.generation = load_generation(self.conn)
