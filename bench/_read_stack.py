@@ -11,20 +11,11 @@ The API's rate limit is lifted (see READ_BENCH_ENV), so the load generator gets 
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from _stack import ROOT, bench_settings, bench_stack
 
-from veritas.settings import Settings  # noqa: E402
+from veritas.settings import Settings
 
 READ_BENCH_ENV = {
     "VERITAS_VAR_DIR": str(ROOT / "var" / "bench-read"),
@@ -40,32 +31,9 @@ READ_BENCH_ENV = {
 
 
 def read_bench_settings() -> Settings:
-    os.environ.update(READ_BENCH_ENV)
-    return Settings()
+    return bench_settings(READ_BENCH_ENV)
 
 
-def _raise_on_sigterm(*_: object) -> None:
-    raise SystemExit(143)  # so the `finally` below stops the stack
+def read_stack() -> AbstractContextManager[Settings]:
+    return bench_stack(READ_BENCH_ENV, "read")
 
-
-@contextmanager
-def read_stack() -> Iterator[Settings]:
-    """down (leftovers) -> wipe var/bench-read -> up -> yield -> down, even on error or Ctrl-C."""
-    from veritas import services
-
-    s = read_bench_settings()
-    assert s.var_dir == ROOT / "var" / "bench-read", s.var_dir
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    try:
-        services.down(s)
-        shutil.rmtree(s.var_dir, ignore_errors=True)
-        t0 = time.monotonic()
-        services.up(s)
-        print(f"[read] stack up in {time.monotonic() - t0:.1f}s under {s.var_dir}", flush=True)
-        yield s
-    finally:
-        try:
-            services.down(s)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        print("[read] stack down", flush=True)

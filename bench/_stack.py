@@ -35,8 +35,8 @@ BENCH_ENV = {
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def bench_settings() -> Settings:
-    os.environ.update(BENCH_ENV)
+def bench_settings(env: dict[str, str] | None = None) -> Settings:
+    os.environ.update(env or BENCH_ENV)
     return Settings()
 
 
@@ -45,26 +45,27 @@ def _raise_on_sigterm(*_: object) -> None:
 
 
 @contextmanager
-def bench_stack() -> Iterator[Settings]:
-    """down (leftovers) -> wipe var/bench -> up -> yield -> down, even on error or Ctrl-C."""
+def bench_stack(env: dict[str, str] | None = None, label: str = "bench") -> Iterator[Settings]:
+    """down (leftovers) -> wipe the var dir -> up -> yield -> down, even on error or Ctrl-C."""
     from veritas import services
 
-    s = bench_settings()
-    assert s.var_dir == ROOT / "var" / "bench", s.var_dir
+    env = env or BENCH_ENV
+    s = bench_settings(env)
+    assert s.var_dir == Path(env["VERITAS_VAR_DIR"]), s.var_dir
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         services.down(s)
         shutil.rmtree(s.var_dir, ignore_errors=True)
         t0 = time.monotonic()
         services.up(s)
-        print(f"[bench] stack up in {time.monotonic() - t0:.1f}s under {s.var_dir}", flush=True)
+        print(f"[{label}] stack up in {time.monotonic() - t0:.1f}s under {s.var_dir}", flush=True)
         yield s
     finally:
         try:
             services.down(s)
         finally:
             signal.signal(signal.SIGTERM, previous)
-        print("[bench] stack down", flush=True)
+        print(f"[{label}] stack down", flush=True)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
