@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Query
+from psycopg import Connection
 
 from api import schemas
 from api.app import Db, reader
@@ -28,6 +29,13 @@ def _after(cursor: str | None) -> str | None:
         return queries.decode_cursor(cursor)
     except ValueError:
         raise HTTPException(422, "invalid cursor") from None
+
+
+def _version_or_404(conn: Connection, name: str, version: str) -> dict[str, Any]:
+    row = queries.get_version(conn, name, version)
+    if row is None:
+        raise HTTPException(404, f"version {version} of model '{name}' not found")
+    return row
 
 
 def _next(rows: list[dict[str, Any]], limit: int, key: str) -> str | None:
@@ -84,9 +92,7 @@ def read_routes(app: FastAPI, c: Container) -> None:
         responses=NOT_FOUND,
     )
     def get_version(name: str, version: str, conn: Db, _: Principal = read) -> Any:
-        row = queries.get_version(conn, name, version)
-        if row is None:
-            raise HTTPException(404, f"version {version} of model '{name}' not found")
+        row = _version_or_404(conn, name, version)
         return {**row, "stage_history": queries.stage_history(conn, name, version)}
 
     @app.get(
@@ -96,9 +102,7 @@ def read_routes(app: FastAPI, c: Container) -> None:
         responses=NOT_FOUND,
     )
     def get_lineage(name: str, version: str, conn: Db, _: Principal = read) -> Any:
-        row = queries.get_version(conn, name, version)
-        if row is None:
-            raise HTTPException(404, f"version {version} of model '{name}' not found")
+        row = _version_or_404(conn, name, version)
         ancestors: list[str] = []
         parent = row["lineage"].get("parent_version")
         while parent and parent not in ancestors and len(ancestors) < 100:
