@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeGuard
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
@@ -78,7 +79,7 @@ def _apply(
     return CommandResult(command_id=cid, status="accepted", events=refs), events
 
 
-def _remembered(outcome: Outcome) -> bool:
+def _remembered(outcome: Outcome) -> TypeGuard[CommandResult]:
     return isinstance(outcome, CommandResult) and outcome.reason_code not in _NOT_REMEMBERED
 
 
@@ -114,7 +115,7 @@ def process_batch(
         outcome, new = _apply(uow, d, clock) if isinstance(d, Ready) else (d, [])
         events.extend(new)
         if _remembered(outcome):
-            fresh[cid] = outcome  # type: ignore[assignment]
+            fresh[cid] = outcome
         outcomes.append(outcome)
     try:
         store.commit(events, list(fresh.values()))
@@ -140,7 +141,7 @@ def _commit_single(
         if not _remembered(outcome):
             return outcome
         try:
-            store.commit(events, [outcome])  # type: ignore[list-item]
+            store.commit(events, [outcome])
             return outcome
         except ConcurrencyError:
             CONFLICTS.labels("command").inc()
