@@ -36,4 +36,3 @@ def read_bench_settings() -> Settings:
 
 def read_stack() -> AbstractContextManager[Settings]:
     return bench_stack(READ_BENCH_ENV, "read")
-

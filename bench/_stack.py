@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from veritas.settings import Settings  # noqa: E402
 
@@ -179,3 +182,40 @@ def scrape_metrics(url: str, prefixes: Sequence[str]) -> dict[str, float]:
             with suppress(ValueError):
                 out[name] = float(value)
     return out
+
+
+def producer(s: Settings, **extra: Any) -> Producer:
+    conf = {"bootstrap.servers": s.kafka_bootstrap_servers, "enable.idempotence": True, **extra}
+    return Producer(conf)
+
+
+def produce(
+    p: Producer, topic: str, key: str | bytes, value: bytes, headers: list[Any] | None
+) -> None:
+    while True:
+        try:
+            p.produce(topic, key=key, value=value, headers=headers)
+            p.poll(0)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def consumer_at_end(s: Settings, topics: list[str]) -> Consumer:
+    """A read_committed consumer assigned to the current end of every partition of `topics`."""
+    c = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    assign = []
+    for topic in topics:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        for p in parts:
+            high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            assign.append(TopicPartition(topic, p, high))
+    c.assign(assign)
+    return c

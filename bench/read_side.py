@@ -46,8 +46,11 @@ import psycopg
 from _read_stack import read_stack
 from _stack import (
     COMPONENTS,
+    consumer_at_end,
     markdown_table,
     percentile,
+    produce,
+    producer,
     stack_processes,
     wait_quiet,
     write_result,
@@ -102,39 +105,6 @@ def update_envelope(command_id: str, name: str) -> bytes:
             },
         }
     ).encode()
-
-
-def producer(s: Settings, **extra: Any) -> Producer:
-    conf = {"bootstrap.servers": s.kafka_bootstrap_servers, "enable.idempotence": True, **extra}
-    return Producer(conf)
-
-
-def produce(p: Producer, topic: str, key: str, value: bytes, headers: list[Any]) -> None:
-    while True:
-        try:
-            p.produce(topic, key=key, value=value, headers=headers)
-            p.poll(0)
-            return
-        except BufferError:
-            p.poll(0.05)
-
-
-def consumer_at_end(s: Settings, topics: list[str]) -> Consumer:
-    c = Consumer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
-            "group.id": f"bench-read-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    assign = []
-    for topic in topics:
-        for p in c.list_topics(topic, timeout=10).topics[topic].partitions:
-            high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            assign.append(TopicPartition(topic, p, high))
-    c.assign(assign)
-    return c
 
 
 def git_state() -> dict[str, Any]:

@@ -37,15 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 from _stack import (
     bench_stack,
+    consumer_at_end,
     cpu_seconds,
     markdown_table,
     percentile,
+    produce,
+    producer,
     scrape_metrics,
     stack_processes,
     wait_quiet,
     write_result,
 )
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from veritas.auth import issue_token
@@ -78,43 +80,6 @@ def envelope(command_id: str, name: str) -> bytes:
             },
         }
     ).encode()
-
-
-def producer(s: Settings, **extra: Any) -> Producer:
-    conf = {"bootstrap.servers": s.kafka_bootstrap_servers, "enable.idempotence": True, **extra}
-    return Producer(conf)
-
-
-def produce(
-    p: Producer, topic: str, key: str | bytes, value: bytes, headers: list[Any] | None
-) -> None:
-    while True:
-        try:
-            p.produce(topic, key=key, value=value, headers=headers)
-            p.poll(0)
-            return
-        except BufferError:
-            p.poll(0.05)
-
-
-def consumer_at_end(s: Settings, topics: list[str]) -> Consumer:
-    """A read_committed consumer assigned to the current end of every partition of `topics`."""
-    c = Consumer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
-            "group.id": f"bench-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    assign = []
-    for topic in topics:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        for p in parts:
-            high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            assign.append(TopicPartition(topic, p, high))
-    c.assign(assign)
-    return c
 
 
 # ----------------------------------------------------------------------------- baseline A (pg)
