@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from commands.results import CommandResult
 from events.envelope import EventEnvelope
 from projections import governance, registry
-from projections.registry import Projection
+from projections.ops import Event, Projection, Row, execute
 from veritas.kafka import headers, where
 
 PROJECTIONS: dict[str, Projection] = {**registry.PROJECTIONS, **governance.PROJECTIONS}
@@ -26,19 +26,24 @@ EVENT_TOPICS = (
 RESULTS_TOPIC = "commands.results"
 
 
-def _command_status(cur: Cursor, value: bytes) -> None:
+def command_status_row(value: bytes) -> Row:
     r = CommandResult.model_validate_json(value)
+    return {
+        "command_id": r.command_id,
+        "status": r.status,
+        "reason_code": r.reason_code,
+        "sub_code": r.sub_code,
+        "message": r.message,
+        "events": [e.model_dump(mode="json") for e in r.events],
+    }
+
+
+def _command_status(cur: Cursor, value: bytes) -> None:
+    row = command_status_row(value)
     cur.execute(
         "INSERT INTO rm_command_status (command_id, status, reason_code, sub_code, message, events)"
         " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (command_id) DO NOTHING",
-        (
-            r.command_id,
-            r.status,
-            r.reason_code,
-            r.sub_code,
-            r.message,
-            Jsonb([e.model_dump(mode="json") for e in r.events]),
-        ),
+        [*list(row.values())[:-1], Jsonb(row["events"])],
     )
 
 
@@ -90,9 +95,12 @@ def _event(
     )
     if careful and cur.fetchone() is None:
         return  # this aggregate version was already projected: never apply an event twice
-    handler = PROJECTIONS.get(env.type)
-    if handler is not None:
-        handler(cur, env)
+    projection = PROJECTIONS.get(env.type)
+    if projection is not None:
+        event = Event(
+            env.type, str(env.aggregate_id), env.version, env.actor, env.occurred_at, env.payload
+        )
+        execute(cur, projection(event))
 
 
 PROJECTED = Counter(

@@ -1,59 +1,63 @@
-"""Projection of governance events into rm_submissions (the approval queue reads from it)."""
+"""Projection of governance events into rm_submissions (the approval queue reads from it): pure
+functions from an event to row operations (projections.ops)."""
 
 from __future__ import annotations
 
-from psycopg import Cursor
-from psycopg.types.json import Jsonb
-
-from events.envelope import EventEnvelope
-from projections.registry import Projection
+from projections.ops import Event, Insert, Op, Projection, Update
 
 
-def submission_created(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
-    cur.execute(
-        "INSERT INTO rm_submissions (submission_id, model_name, version, target_stage, justification,"
-        " submitted_by, required_approvals, status, created_at, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,'pending',%s,%s)",
-        (
-            p["submission_id"],
-            p["model_name"],
-            p["version"],
-            p["target_stage"],
-            p["justification"],
-            p["submitted_by"],
-            p["required_approvals"],
-            env.occurred_at,
-            env.occurred_at,
-        ),
-    )
-
-
-def approval_recorded(cur: Cursor, env: EventEnvelope) -> None:
-    entry = {
-        "approver": env.payload["approver"],
-        "comments": env.payload["comments"],
-        "at": env.occurred_at.isoformat(),
+def submission_created(e: Event) -> list[Op]:
+    p = e.payload
+    cols = ("submission_id", "model_name", "version", "target_stage", "justification")
+    row = {
+        **{c: p[c] for c in cols},
+        "submitted_by": p["submitted_by"],
+        "required_approvals": p["required_approvals"],
+        "approvers": [],
+        "status": "pending",
+        "decided_by": None,
+        "reason": None,
+        "created_at": e.occurred_at,
+        "updated_at": e.occurred_at,
     }
-    cur.execute(
-        "UPDATE rm_submissions SET approvers = approvers || %s, updated_at = %s WHERE submission_id = %s",
-        (Jsonb([entry]), env.occurred_at, env.aggregate_id),
-    )
+    return [Insert("rm_submissions", row)]
 
 
-def submission_approved(cur: Cursor, env: EventEnvelope) -> None:
-    cur.execute(
-        "UPDATE rm_submissions SET status = 'approved', decided_by = %s, updated_at = %s"
-        " WHERE submission_id = %s",
-        (env.actor, env.occurred_at, env.aggregate_id),
-    )
+def _decide(e: Event, **changes: str | None) -> list[Op]:
+    return [
+        Update(
+            "rm_submissions",
+            "submission_id",
+            e.aggregate_id,
+            set={**changes, "updated_at": e.occurred_at},
+        )
+    ]
 
 
-def submission_rejected(cur: Cursor, env: EventEnvelope) -> None:
-    cur.execute(
-        "UPDATE rm_submissions SET status = 'rejected', decided_by = %s, reason = %s, updated_at = %s"
-        " WHERE submission_id = %s",
-        (env.payload["rejected_by"], env.payload["reason"], env.occurred_at, env.aggregate_id),
+def approval_recorded(e: Event) -> list[Op]:
+    entry = {
+        "approver": e.payload["approver"],
+        "comments": e.payload["comments"],
+        "at": e.occurred_at.isoformat(),
+    }
+    return [
+        Update(
+            "rm_submissions",
+            "submission_id",
+            e.aggregate_id,
+            set={"updated_at": e.occurred_at},
+            append={"approvers": [entry]},
+        )
+    ]
+
+
+def submission_approved(e: Event) -> list[Op]:
+    return _decide(e, status="approved", decided_by=e.actor)
+
+
+def submission_rejected(e: Event) -> list[Op]:
+    return _decide(
+        e, status="rejected", decided_by=e.payload["rejected_by"], reason=e.payload["reason"]
     )
 
 

@@ -1,136 +1,119 @@
 """Projections of registry events into rm_models, rm_model_versions, rm_stage_history and
-rm_datasets. Each function applies one event; the projector runs it inside its transaction."""
+rm_datasets: pure functions from an event to row operations (projections.ops)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from psycopg import Cursor
-from psycopg.types.json import Jsonb
-
-from events.envelope import EventEnvelope
-
-Projection = Callable[[Cursor, EventEnvelope], None]
+from projections.ops import Event, Insert, Op, Projection, Update
 
 
-def model_registered(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
-    cur.execute(
-        "INSERT INTO rm_models (name, aggregate_id, description, intended_use, limitations, owner, tags,"
-        " created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-        (
-            p["name"],
-            env.aggregate_id,
-            p["description"],
-            p["intended_use"],
-            p["limitations"],
-            p["owner"],
-            Jsonb(p["tags"]),
-            env.occurred_at,
-            env.occurred_at,
-        ),
-    )
+def model_registered(e: Event) -> list[Op]:
+    p = e.payload
+    row = {
+        "name": p["name"],
+        "aggregate_id": e.aggregate_id,
+        "description": p["description"],
+        "intended_use": p["intended_use"],
+        "limitations": p["limitations"],
+        "owner": p["owner"],
+        "tags": p["tags"],
+        "production_version": None,
+        "created_at": e.occurred_at,
+        "updated_at": e.occurred_at,
+    }
+    return [Insert("rm_models", row)]
 
 
-def model_metadata_updated(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
-    cur.execute(
-        "UPDATE rm_models SET description = coalesce(%s, description),"
-        " intended_use = coalesce(%s, intended_use), limitations = coalesce(%s, limitations),"
-        " tags = tags || coalesce(%s, '{}'::jsonb), updated_at = %s WHERE aggregate_id = %s",
-        (
-            p.get("description"),
-            p.get("intended_use"),
-            p.get("limitations"),
-            Jsonb(p["tags"]) if p.get("tags") is not None else None,
-            env.occurred_at,
-            env.aggregate_id,
-        ),
-    )
+def model_metadata_updated(e: Event) -> list[Op]:
+    p = e.payload
+    keep = {c: p.get(c) for c in ("description", "intended_use", "limitations")}
+    append = {"tags": p["tags"]} if p.get("tags") is not None else {}
+    return [
+        Update(
+            "rm_models",
+            "aggregate_id",
+            e.aggregate_id,
+            set={"updated_at": e.occurred_at},
+            keep=keep,
+            append=append,
+        )
+    ]
 
 
-def dataset_registered(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
-    cur.execute(
-        "INSERT INTO rm_datasets (name, version, uri, checksum, description, registered_by, created_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s)",
-        (
-            p["name"],
-            p["version"],
-            p["uri"],
-            p["checksum"],
-            p["description"],
-            p["registered_by"],
-            env.occurred_at,
-        ),
-    )
+def dataset_registered(e: Event) -> list[Op]:
+    p = e.payload
+    cols = ("name", "version", "uri", "checksum", "description", "registered_by")
+    return [Insert("rm_datasets", {**{c: p[c] for c in cols}, "created_at": e.occurred_at})]
 
 
-def model_version_registered(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
+def model_version_registered(e: Event) -> list[Op]:
+    p = e.payload
     major, minor, patch = (int(x) for x in p["version"].split("."))
-    cur.execute(
-        "INSERT INTO rm_model_versions (model_name, version, aggregate_id, major, minor, patch, stage,"
-        " artifact, lineage, metrics, registered_by, created_at, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,'development',%s,%s,%s,%s,%s,%s)",
-        (
-            p["model_name"],
-            p["version"],
-            env.aggregate_id,
-            major,
-            minor,
-            patch,
-            Jsonb(p["artifact"]),
-            Jsonb(p["lineage"]),
-            Jsonb(p["metrics"]),
-            p["registered_by"],
-            env.occurred_at,
-            env.occurred_at,
+    row = {
+        "model_name": p["model_name"],
+        "version": p["version"],
+        "aggregate_id": e.aggregate_id,
+        "major": major,
+        "minor": minor,
+        "patch": patch,
+        "stage": "development",
+        "artifact": p["artifact"],
+        "lineage": p["lineage"],
+        "metrics": p["metrics"],
+        "registered_by": p["registered_by"],
+        "approvals": [],
+        "created_at": e.occurred_at,
+        "updated_at": e.occurred_at,
+    }
+    return [Insert("rm_model_versions", row)]
+
+
+def version_approved(e: Event) -> list[Op]:
+    entry = {**e.payload, "approved_at": e.occurred_at.isoformat()}
+    return [
+        Update(
+            "rm_model_versions",
+            "aggregate_id",
+            e.aggregate_id,
+            set={"updated_at": e.occurred_at},
+            append={"approvals": [entry]},
+        )
+    ]
+
+
+def stage_transitioned(e: Event) -> list[Op]:
+    p = e.payload
+    history = {
+        "aggregate_id": e.aggregate_id,
+        "event_version": e.version,
+        "model_name": p["model_name"],
+        "version": p["version"],
+        "from_stage": p["from_stage"],
+        "to_stage": p["to_stage"],
+        "reason": p["reason"],
+        "actor": e.actor,
+        "occurred_at": e.occurred_at,
+    }
+    return [
+        Update(
+            "rm_model_versions",
+            "aggregate_id",
+            e.aggregate_id,
+            set={"stage": p["to_stage"], "updated_at": e.occurred_at},
         ),
-    )
+        Insert("rm_stage_history", history),
+    ]
 
 
-def version_approved(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
-    cur.execute(
-        "UPDATE rm_model_versions SET approvals = approvals || %s, updated_at = %s WHERE aggregate_id = %s",
-        (
-            Jsonb([{**p, "approved_at": env.occurred_at.isoformat()}]),
-            env.occurred_at,
-            env.aggregate_id,
-        ),
-    )
-
-
-def stage_transitioned(cur: Cursor, env: EventEnvelope) -> None:
-    p = env.payload
-    cur.execute(
-        "UPDATE rm_model_versions SET stage = %s, updated_at = %s WHERE aggregate_id = %s",
-        (p["to_stage"], env.occurred_at, env.aggregate_id),
-    )
-    cur.execute(
-        "INSERT INTO rm_stage_history (aggregate_id, event_version, model_name, version, from_stage,"
-        " to_stage, reason, actor, occurred_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-        (
-            env.aggregate_id,
-            env.version,
-            p["model_name"],
-            p["version"],
-            p["from_stage"],
-            p["to_stage"],
-            p["reason"],
-            env.actor,
-            env.occurred_at,
-        ),
-    )
-
-
-def production_changed(cur: Cursor, env: EventEnvelope) -> None:
-    version = env.payload.get("version") or env.payload.get("to_version")
-    cur.execute(
-        "UPDATE rm_models SET production_version = %s, updated_at = %s WHERE aggregate_id = %s",
-        (version, env.occurred_at, env.aggregate_id),
-    )
+def production_changed(e: Event) -> list[Op]:
+    version = e.payload.get("version") or e.payload.get("to_version")
+    return [
+        Update(
+            "rm_models",
+            "aggregate_id",
+            e.aggregate_id,
+            set={"production_version": version, "updated_at": e.occurred_at},
+        )
+    ]
 
 
 PROJECTIONS: dict[str, Projection] = {

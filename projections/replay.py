@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from psycopg import Connection, sql
 
 from events.envelope import ChainBreak, EventEnvelope, verify_chain
+from projections import bulk
 from projections.apply import (
     EVENT_TOPICS,
     RESULTS_TOPIC,
@@ -44,6 +45,8 @@ class ReplayReport:
     switched: bool = False
     schema: str = ""
     table_digests: dict[str, tuple[str, str]] = field(default_factory=dict)
+    mode: str = ""  # "bulk", or "records" when the history needed the record-by-record path
+    fallback_reason: str = ""
 
     @property
     def digests_match(self) -> bool:
@@ -72,18 +75,17 @@ def end_offsets(consumer: Consumer) -> dict[tuple[str, int], int]:
     return out
 
 
-def _copy_range(
-    conn: Connection,
+def _batches(
     consumer: Consumer,
     start: dict[tuple[str, int], int],
     stop: dict[tuple[str, int], int],
     progress: Progress | None = None,
-    batch: int = 2000,
-) -> int:
-    """Apply records [start, stop) of every partition to the schema on `conn`'s search_path."""
+    batch: int = 5000,
+) -> Iterator[list[Message]]:
+    """Records [start, stop) of every partition, in batches."""
     todo = {k: v for k, v in stop.items() if start.get(k, 0) < v}
     if not todo:
-        return 0
+        return
     consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in todo])
     total, done = sum(v - start.get(k, 0) for k, v in todo.items()), 0
     while todo:
@@ -92,15 +94,57 @@ def _copy_range(
             for m in consumer.consume(batch, 0.5)
             if not m.error() and where(m)[2] < todo.get(where(m)[:2], -1)
         ]
-        with conn.transaction():
-            apply_batch(conn, msgs, {})
+        yield msgs
         done += len(msgs)
         for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
             if tp.offset >= todo[(tp.topic, tp.partition)]:
                 del todo[(tp.topic, tp.partition)]
         if progress:
             progress(min(done, total), total)
+
+
+def _copy_range(
+    conn: Connection,
+    consumer: Consumer,
+    start: dict[tuple[str, int], int],
+    stop: dict[tuple[str, int], int],
+    progress: Progress | None = None,
+) -> int:
+    """Apply records [start, stop) record by record to the schema on `conn`'s search_path."""
+    done = 0
+    for msgs in _batches(consumer, start, stop, progress, batch=2000):
+        with conn.transaction():
+            apply_batch(conn, msgs, {})
+        done += len(msgs)
     return done
+
+
+def _fresh_schema(admin: Connection, schema: str) -> None:
+    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    migrate(admin, schema)
+
+
+def _rebuild(
+    admin: Connection,
+    conn: Connection,
+    consumer: Consumer,
+    report: ReplayReport,
+    progress: Progress | None,
+) -> None:
+    """Everything up to the current end of the topics: in bulk when the history allows it (and
+    its chains are checked on the way), record by record otherwise."""
+    stop = end_offsets(consumer)
+    try:
+        fold = bulk.rebuild(conn, _batches(consumer, {}, stop, progress))
+        report.records, report.mode = fold.records, "bulk"
+        if not fold.chain_suspect:
+            report.chains_checked = len(fold.chains)
+            return
+    except bulk.BulkUnsupported as why:
+        report.fallback_reason = str(why)
+        _fresh_schema(admin, report.schema)
+        report.records, report.mode = _copy_range(conn, consumer, {}, stop, progress), "records"
+    report.chains_checked, report.chain_break = verify_chains(conn, report.schema)
 
 
 def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None]:
@@ -129,13 +173,11 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
     report = ReplayReport(schema=new)
     t0 = time.monotonic()
     admin = c.read_model_connection(live)
-    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(new)))
-    migrate(admin, new)
+    _fresh_schema(admin, new)
     conn = c.read_model_connection(new, durable=False)
     consumer = _consumer(c)
     try:
-        report.records = _copy_range(conn, consumer, {}, end_offsets(consumer), progress)
-        report.chains_checked, report.chain_break = verify_chains(conn, new)
+        _rebuild(admin, conn, consumer, report, progress)
         with admin.transaction():
             admin.execute(
                 "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"

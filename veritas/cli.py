@@ -124,6 +124,8 @@ def replay_cmd(
     rate = report.records / report.seconds if report.seconds else 0.0
     typer.echo(f"records replayed : {report.records} in {report.seconds:.1f}s ({rate:.0f}/s)")
     typer.echo(f"aggregates       : {report.chains_checked} hash chains checked")
+    mode = report.mode + (f" ({report.fallback_reason})" if report.fallback_reason else "")
+    typer.echo(f"rebuild          : {mode}")
     if report.chain_break:
         b = report.chain_break
         typer.echo(

@@ -1,0 +1,240 @@
+"""Bulk rebuild: fold a history in memory with the same pure projections the live projector runs
+(projections.ops), verify every hash chain on the way, and COPY the rows into a fresh schema.
+
+It handles a clean history only. Anything the record-by-record path treats specially (a record
+that cannot be projected, a version out of order, a duplicate key) raises BulkUnsupported, and
+the caller rebuilds record by record instead, which gives the exact live semantics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from confluent_kafka import Message
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+from pydantic import ValidationError
+
+from events.envelope import GENESIS_HASH, EventEnvelope
+from projections.apply import (
+    PROJECTIONS,
+    RESULTS_TOPIC,
+    command_status_row,
+    save_positions,
+    store_seq,
+)
+from projections.ops import KEYS, Event, Insert, Op, Row
+from veritas.kafka import headers, where
+
+FIELDS = frozenset(EventEnvelope.model_fields)
+AUDIT_COLS = (
+    "aggregate_id",
+    "version",
+    "aggregate_type",
+    "event_id",
+    "type",
+    "actor",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "envelope",
+    "topic",
+    "kafka_partition",
+    "kafka_offset",
+    "store_seq",
+)
+STATUS_COLS = ("command_id", "status", "reason_code", "sub_code", "message", "events")
+CHUNK = 20_000  # append-only rows are streamed out in COPYs of this many
+
+
+class BulkUnsupported(Exception):
+    """The history needs the record-by-record rebuild."""
+
+
+def _envelope(value: bytes | None) -> dict[str, Any]:
+    try:
+        d = json.loads(value) if value else None
+    except ValueError as exc:
+        raise BulkUnsupported(f"undecodable event: {exc}") from exc
+    if type(d) is not dict or d.keys() != FIELDS:
+        raise BulkUnsupported("not an event envelope")
+    ints, dicts = ("version", "schema_version"), ("payload",)
+    for k, v in d.items():
+        want = int if k in ints else dict if k in dicts else str
+        if type(v) is not want:
+            raise BulkUnsupported(f"envelope field {k} is not a {want.__name__}")
+    if str(UUID(d["aggregate_id"])) != d["aggregate_id"]:
+        raise BulkUnsupported("aggregate_id is not in canonical form")
+    return d
+
+
+def _hash_ok(d: dict[str, Any], value: bytes) -> bool:
+    # The relay publishes canonical JSON with sorted keys, so the hashed body is the record's own
+    # bytes minus the "hash" member (it sits between "event_id" and "occurred_at"; string values
+    # before it cannot contain an unescaped quote). Other bytes go through the model instead.
+    body = value.replace(b'"hash":"' + d["hash"].encode() + b'",', b"", 1)
+    digest = hashlib.sha256(d["prev_hash"].encode() + b"\n" + body).hexdigest()
+    if digest == d["hash"]:
+        return True
+    try:
+        return bool(EventEnvelope.model_validate(d).computed_hash() == d["hash"])
+    except ValidationError as exc:
+        raise BulkUnsupported(f"invalid envelope: {exc}") from exc
+
+
+def _concat(old: Any, new: Any) -> Any:
+    """jsonb `old || new` for the shapes projections append (arrays, objects)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **new}
+    if isinstance(old, list) and isinstance(new, list):
+        return old + new
+    raise BulkUnsupported(f"cannot append {type(new).__name__} to {type(old).__name__}")
+
+
+class Fold:
+    """The in-memory executor of projection operations, plus the chain and dedupe state."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[tuple[Any, ...], Row]] = defaultdict(dict)
+        self.audit: list[tuple[Any, ...]] = []
+        self.status: list[tuple[Any, ...]] = []
+        self.commands: set[str] = set()
+        self.chains: dict[str, tuple[int, str]] = {}  # aggregate id -> (next version, last hash)
+        self.chain_suspect = False
+        self.positions: dict[tuple[str, int], int] = {}
+        self.records = 0
+
+    def ops(self, ops: Iterable[Op]) -> None:
+        for op in ops:
+            table = self.tables[op.table]
+            if isinstance(op, Insert):
+                key = tuple(op.row[c] for c in KEYS[op.table])
+                if key in table:
+                    raise BulkUnsupported(f"duplicate key {key} in {op.table}")
+                table[key] = dict(op.row)
+                continue
+            if (op.key,) != KEYS[op.table]:
+                raise BulkUnsupported(f"{op.table} is not addressed by {op.key}")
+            row = table.get((op.value,))
+            if row is None:
+                continue  # as in SQL: an UPDATE that matches no row changes nothing
+            row.update(op.set)
+            row.update((c, v) for c, v in op.keep.items() if v is not None)
+            row.update((c, _concat(row[c], v)) for c, v in op.append.items())
+
+    def record(self, msg: Message) -> None:
+        topic, partition, offset = where(msg)
+        self.positions[(topic, partition)] = offset
+        self.records += 1
+        value = msg.value()
+        if topic == RESULTS_TOPIC:
+            self._result(value)
+        else:
+            self._event(topic, partition, offset, value, store_seq(headers(msg)))
+
+    def _result(self, value: bytes | None) -> None:
+        try:
+            row = command_status_row(value or b"")
+        except ValidationError as exc:
+            raise BulkUnsupported(f"undecodable result: {exc}") from exc
+        if row["command_id"] not in self.commands:  # ON CONFLICT DO NOTHING: the first one wins
+            self.commands.add(row["command_id"])
+            self.status.append((*list(row.values())[:-1], Jsonb(row["events"])))
+
+    def _event(
+        self, topic: str, partition: int, offset: int, value: bytes | None, seq: int | None
+    ) -> None:
+        d = _envelope(value)
+        assert value is not None
+        agg, version = d["aggregate_id"], d["version"]
+        expected, last_hash = self.chains.get(agg, (1, GENESIS_HASH))
+        if version < expected:
+            return  # this aggregate version was projected already: never apply an event twice
+        if version != expected:
+            raise BulkUnsupported(f"{agg} v{version} arrived before v{expected}")
+        if d["prev_hash"] != last_hash or not _hash_ok(d, value):
+            self.chain_suspect = True
+        self.chains[agg] = (version + 1, d["hash"])
+        occurred_at = datetime.fromisoformat(d["occurred_at"])
+        projection = PROJECTIONS.get(d["type"])
+        if projection is not None:
+            event = Event(d["type"], agg, version, d["actor"], occurred_at, d["payload"])
+            try:
+                self.ops(projection(event))
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise BulkUnsupported(f"{agg} v{version} cannot be projected: {exc}") from exc
+        self.audit.append(
+            (
+                agg,
+                version,
+                d["aggregate_type"],
+                d["event_id"],
+                d["type"],
+                d["actor"],
+                occurred_at,
+                d["correlation_id"],
+                d["causation_id"],
+                value.decode(),
+                topic,
+                partition,
+                offset,
+                seq,
+            )
+        )
+
+
+def _copy(conn: Connection, table: str, cols: tuple[str, ...], rows: Iterable[Any]) -> None:
+    query = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
+    with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _columns(
+    table: str, rows: dict[tuple[Any, ...], Row]
+) -> tuple[tuple[str, ...], Iterator[list[Any]]]:
+    cols = tuple(next(iter(rows.values()), {}))
+
+    def values() -> Iterator[list[Any]]:
+        for row in rows.values():
+            if tuple(row) != cols:
+                raise BulkUnsupported(f"rows of {table} differ in their columns")
+            yield [Jsonb(v) if isinstance(v, dict | list) else v for v in row.values()]
+
+    return cols, values()
+
+
+def flush(conn: Connection, fold: Fold, *, final: bool) -> None:
+    """Write out the append-only rows so far; with `final`, also the folded tables and the
+    positions."""
+    try:
+        _copy(conn, "rm_audit_log", AUDIT_COLS, fold.audit)
+        _copy(conn, "rm_command_status", STATUS_COLS, fold.status)
+        fold.audit, fold.status = [], []
+        if not final:
+            return
+        for table, rows in fold.tables.items():
+            _copy(conn, table, *_columns(table, rows))
+        with conn.transaction():
+            save_positions(conn, fold.positions)
+    except psycopg.Error as exc:  # a key or a value the database refuses
+        raise BulkUnsupported(f"COPY refused: {type(exc).__name__}: {exc}") from exc
+
+
+def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
+    """Fold every record of `batches` and write the result to the schema on `conn`."""
+    fold = Fold()
+    for batch in batches:
+        for msg in batch:
+            fold.record(msg)
+        if len(fold.audit) + len(fold.status) >= CHUNK:
+            flush(conn, fold, final=False)
+    flush(conn, fold, final=True)
+    return fold
