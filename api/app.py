@@ -125,13 +125,15 @@ PUBLIC_PATHS = {
 }
 
 
-def principal(request: Request) -> Principal:
+# Dependencies that do no I/O are `async def`: FastAPI runs them in the event loop instead of
+# sending each through the thread pool.
+async def principal(request: Request) -> Principal:
     p: Principal = request.state.principal  # set by the authenticating middleware
     return p
 
 
 def reader(action: str) -> Any:
-    def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
         authorize(p, action)
         return p
 

@@ -80,10 +80,10 @@ def read_routes(app: FastAPI, c: Container) -> None:
             if past is None:
                 raise HTTPException(404, f"model '{name}' did not exist at {when.isoformat()}")
             return past
-        row = queries.get_model(conn, name)
+        row = queries.get_model_with_versions(conn, name)
         if row is None:
             raise HTTPException(404, f"model '{name}' not found")
-        return {**row, "versions": queries.list_versions(conn, name)}
+        return row
 
     @app.get(
         "/models/{name}/versions/{version}",

@@ -749,7 +749,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with read_stack() as s:
         data["settings"] = {
             k: getattr(s, k)
-            for k in ("projector_batch_max", "poll_interval_s", "topic_partitions", "kafka_heap")
+            for k in ("projector_batch_max", "relay_idle_wait_s", "topic_partitions", "kafka_heap")
         }
         token = issue_token(s, "bench", ["data_scientist"])
         meter = CpuMeter(s)

@@ -428,7 +428,7 @@ def run(
                 "handler_batch_max",
                 "relay_batch_max",
                 "projector_batch_max",
-                "poll_interval_s",
+                "relay_idle_wait_s",
                 "topic_partitions",
                 "kafka_heap",
             )

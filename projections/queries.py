@@ -84,6 +84,19 @@ def get_model(conn: Connection, name: str) -> Row | None:
     return _one(conn, f"{MODEL_SELECT} WHERE m.name = %s", (name,))
 
 
+def get_model_with_versions(conn: Connection, name: str) -> Row | None:
+    """The model and its versions in one round trip."""
+    return _one(
+        conn,
+        "SELECT x.*, coalesce((SELECT json_agg(json_build_object('version', v.version,"
+        " 'stage', v.stage, 'metrics', v.metrics, 'approvals', v.approvals,"
+        " 'created_at', v.created_at) ORDER BY v.major, v.minor, v.patch)"
+        " FROM rm_model_versions v WHERE v.model_name = x.name), '[]') AS versions"
+        f" FROM ({MODEL_SELECT} WHERE m.name = %s) x",
+        (name,),
+    )
+
+
 def list_versions(conn: Connection, name: str) -> list[Row]:
     return _all(
         conn,

@@ -44,7 +44,9 @@ class Container:
     def store(self) -> EventStore:
         if self._store is not None:
             return self._store
-        store = PostgresEventStore(datastore_from_dsn(self.settings.dsn, self.settings.db_schema))
+        store = PostgresEventStore(
+            datastore_from_dsn(self.settings.dsn, self.settings.db_schema), self.settings.dsn
+        )
         store.create_tables()
         return store
 
@@ -76,7 +78,7 @@ class Container:
             self.pool.close()
         store = self.__dict__.get("store")
         if isinstance(store, PostgresEventStore):
-            store.datastore.close()
+            store.close()
 
 
 def bootstrap(

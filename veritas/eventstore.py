@@ -9,11 +9,13 @@ result, or neither.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
@@ -51,6 +53,9 @@ class EventStore(Protocol):
     def find_results(self, command_ids: Sequence[str]) -> dict[str, CommandResult]: ...
     def notifications(self, after: int, limit: int) -> list[Notification]: ...
     def max_notification_id(self) -> int: ...
+    def wait_for_events(self, timeout_s: float) -> None:
+        """Block until events may have been committed since the last call, or the timeout."""
+        ...
 
 
 def _stored(context: str, env: EventEnvelope) -> StoredEvent:
@@ -68,6 +73,13 @@ class InMemoryEventStore:
         self._streams: dict[UUID, list[EventEnvelope]] = {}
         self._log: list[Notification] = []
         self._results: dict[str, CommandResult] = {}
+        self._committed = threading.Condition()
+        self._unseen = False
+
+    def wait_for_events(self, timeout_s: float) -> None:
+        with self._committed:
+            self._committed.wait_for(lambda: self._unseen, timeout_s)
+            self._unseen = False
 
     def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
         return list(self._streams.get(aggregate_id, []))
@@ -96,6 +108,9 @@ class InMemoryEventStore:
                     )
                 )
             self._results.update({r.command_id: r for r in results})
+        with self._committed:
+            self._unseen = True
+            self._committed.notify_all()
 
     def find_results(self, command_ids: Sequence[str]) -> dict[str, CommandResult]:
         return {c: self._results[c] for c in command_ids if c in self._results}
@@ -137,9 +152,29 @@ def datastore_from_dsn(dsn: str, schema: str = "public", pool_size: int = 2) -> 
 
 
 class PostgresEventStore:
-    def __init__(self, datastore: PostgresDatastore) -> None:
+    def __init__(self, datastore: PostgresDatastore, dsn: str | None = None) -> None:
         self.datastore = datastore
         self.recorder = _Recorder(datastore, events_table_name=EVENTS_TABLE)
+        self._dsn = dsn
+        self._listener: psycopg.Connection | None = None
+
+    def wait_for_events(self, timeout_s: float) -> None:
+        # The recorder NOTIFYs its channel in every insert transaction; Postgres delivers it on
+        # commit. Without a DSN to listen on, this is a plain sleep.
+        if self._dsn is None:
+            time.sleep(timeout_s)
+            return
+        if self._listener is None:
+            self._listener = psycopg.connect(self._dsn, autocommit=True)
+            self._listener.execute(f'LISTEN "{self.recorder.channel_name}"'.encode())
+            return  # a commit just before LISTEN would go unheard: let the caller look first
+        for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
+            pass
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self.datastore.close()
 
     def create_tables(self) -> None:
         self.recorder.create_table()

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     handler_conflict_retries: int = 5
     relay_batch_max: int = 1000
     projector_batch_max: int = 1000
-    poll_interval_s: float = 0.02
+    # The relay wakes on the event store's NOTIFY; this is only its fallback poll.
+    relay_idle_wait_s: float = 0.5
     wait_timeout_s: float = 10.0
     log_level: str = "INFO"
 

@@ -39,13 +39,18 @@ def start_worker(container: Container, name: str) -> Stopper:
 
 
 def consume_batch(
-    consumer: Consumer, max_records: int, timeout_s: float, linger_s: float = 0.015
+    consumer: Consumer, max_records: int, timeout_s: float, previous: int = 0
 ) -> list[Message]:
-    """Wait up to timeout_s for the first record, then at most linger_s more to fill the batch.
-    (consume(n, t) alone waits the whole timeout unless n records arrive; taking only what is
-    buffered makes tiny batches under steady load, each paying a commit.)"""
+    """Wait up to timeout_s for the first record, then take what is buffered. Under load (the
+    previous batch had `BUSY` records or more) linger up to LINGER_S to fill the batch: taking
+    only what is buffered makes tiny batches under steady load, each paying a commit; lingering
+    when idle only adds latency. (consume(n, t) alone waits the whole timeout unless n arrive.)"""
     first = consumer.consume(1, timeout_s)
     if not first:
         return []
-    rest = consumer.consume(max_records - 1, linger_s) if max_records > 1 else []
+    linger = LINGER_S if previous >= BUSY else 0.0
+    rest = consumer.consume(max_records - 1, linger) if max_records > 1 else []
     return [m for m in (*first, *rest) if not m.error()]
+
+
+LINGER_S, BUSY = 0.015, 8

@@ -108,8 +108,9 @@ def run(container: Container) -> None:
     consumer.subscribe(list(COMMAND_TOPICS.values()))
     store = container.store
     log.info("command handler started")
+    msgs: list[Message] = []
     while not stopper.stopped:
-        msgs = consume_batch(consumer, s.handler_batch_max, 0.2)
+        msgs = consume_batch(consumer, s.handler_batch_max, 0.2, len(msgs))
         if not msgs:
             continue
         try:

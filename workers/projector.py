@@ -39,6 +39,7 @@ class Projector:
         migrate(self.conn, container.settings.read_schema)
         self.positions = load_positions(self.conn)
         self.generation = load_generation(self.conn)
+        self.previous = 0  # size of the last batch
         self.consumer = Consumer(
             container.kafka_config(
                 **{
@@ -73,7 +74,8 @@ class Projector:
         )
 
     def step(self, max_records: int, timeout_s: float) -> int:
-        msgs = consume_batch(self.consumer, max_records, timeout_s)
+        msgs = consume_batch(self.consumer, max_records, timeout_s, self.previous)
+        self.previous = len(msgs)
         if not msgs:
             return 0
         with self.conn.transaction():

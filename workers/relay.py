@@ -115,7 +115,7 @@ def run(container: Container) -> None:
             continue
         if new == position:
             LAG.set(0)
-            time.sleep(s.poll_interval_s)
+            store.wait_for_events(s.relay_idle_wait_s)
         else:
             position = new
             LAG.set(max(0, store.max_notification_id() - position))
