@@ -9,17 +9,18 @@ the caller rebuilds record by record instead, which gives the exact live semanti
 from __future__ import annotations
 
 import hashlib
-import json
+import queue
+import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
+import orjson
 import psycopg
 from confluent_kafka import Message
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from events.envelope import GENESIS_HASH, EventEnvelope
@@ -51,7 +52,14 @@ AUDIT_COLS = (
     "store_seq",
 )
 STATUS_COLS = ("command_id", "status", "reason_code", "sub_code", "message", "events")
-CHUNK = 20_000  # append-only rows are streamed out in COPYs of this many
+CHUNK = 10_000  # append-only rows are streamed out in COPYs of this many
+TYPES = {
+    k: int if k in ("version", "schema_version") else dict if k == "payload" else str
+    for k in FIELDS
+}
+CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
 
 
 class BulkUnsupported(Exception):
@@ -60,19 +68,22 @@ class BulkUnsupported(Exception):
 
 def _envelope(value: bytes | None) -> dict[str, Any]:
     try:
-        d = json.loads(value) if value else None
-    except ValueError as exc:
+        d = orjson.loads(value) if value else None
+    except orjson.JSONDecodeError as exc:
         raise BulkUnsupported(f"undecodable event: {exc}") from exc
     if type(d) is not dict or d.keys() != FIELDS:
         raise BulkUnsupported("not an event envelope")
-    ints, dicts = ("version", "schema_version"), ("payload",)
-    for k, v in d.items():
-        want = int if k in ints else dict if k in dicts else str
-        if type(v) is not want:
+    for k, want in TYPES.items():
+        if type(d[k]) is not want:
             raise BulkUnsupported(f"envelope field {k} is not a {want.__name__}")
-    if str(UUID(d["aggregate_id"])) != d["aggregate_id"]:
+    if not CANONICAL_UUID(d["aggregate_id"]):
         raise BulkUnsupported("aggregate_id is not in canonical form")
     return d
+
+
+def _json(v: Any) -> Any:
+    """JSON column values as JSON text (COPY's text format lets Postgres parse them)."""
+    return orjson.dumps(v).decode() if isinstance(v, dict | list) else v
 
 
 def _hash_ok(d: dict[str, Any], value: bytes) -> bool:
@@ -146,7 +157,7 @@ class Fold:
             raise BulkUnsupported(f"undecodable result: {exc}") from exc
         if row["command_id"] not in self.commands:  # ON CONFLICT DO NOTHING: the first one wins
             self.commands.add(row["command_id"])
-            self.status.append((*list(row.values())[:-1], Jsonb(row["events"])))
+            self.status.append((*list(row.values())[:-1], _json(row["events"])))
 
     def _event(
         self, topic: str, partition: int, offset: int, value: bytes | None, seq: int | None
@@ -199,42 +210,72 @@ def _copy(conn: Connection, table: str, cols: tuple[str, ...], rows: Iterable[An
 
 def _columns(
     table: str, rows: dict[tuple[Any, ...], Row]
-) -> tuple[tuple[str, ...], Iterator[list[Any]]]:
+) -> tuple[str, tuple[str, ...], Iterator[list[Any]]]:
     cols = tuple(next(iter(rows.values()), {}))
 
     def values() -> Iterator[list[Any]]:
         for row in rows.values():
             if tuple(row) != cols:
                 raise BulkUnsupported(f"rows of {table} differ in their columns")
-            yield [Jsonb(v) if isinstance(v, dict | list) else v for v in row.values()]
+            yield [_json(v) for v in row.values()]
 
-    return cols, values()
+    return table, cols, values()
 
 
-def flush(conn: Connection, fold: Fold, *, final: bool) -> None:
-    """Write out the append-only rows so far; with `final`, also the folded tables and the
-    positions."""
-    try:
-        _copy(conn, "rm_audit_log", AUDIT_COLS, fold.audit)
-        _copy(conn, "rm_command_status", STATUS_COLS, fold.status)
-        fold.audit, fold.status = [], []
-        if not final:
-            return
-        for table, rows in fold.tables.items():
-            _copy(conn, table, *_columns(table, rows))
-        with conn.transaction():
-            save_positions(conn, fold.positions)
-    except psycopg.Error as exc:  # a key or a value the database refuses
-        raise BulkUnsupported(f"COPY refused: {type(exc).__name__}: {exc}") from exc
+Job = tuple[str, tuple[str, ...], Iterable[Any]]
+
+
+class Writer(threading.Thread):
+    """Runs the COPYs on `conn` while the caller folds the next records, so that Postgres works
+    on the other core. The caller must not use `conn` until close()."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(name="bulk-writer", daemon=True)
+        self.conn = conn
+        self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=4)
+        self.error: Exception | None = None
+        self.start()
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    _copy(self.conn, *job)
+                except (psycopg.Error, BulkUnsupported, TypeError, ValueError) as exc:
+                    self.error = exc  # reported by close(); later jobs are drained unused
+
+    def put(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        if isinstance(self.error, BulkUnsupported):
+            raise self.error
+        if self.error is not None:  # a key or a value the database refuses
+            raise BulkUnsupported(f"COPY refused: {type(self.error).__name__}: {self.error}")
+
+
+def _flush_appends(writer: Writer, fold: Fold) -> None:
+    writer.put(("rm_audit_log", AUDIT_COLS, fold.audit))
+    writer.put(("rm_command_status", STATUS_COLS, fold.status))
+    fold.audit, fold.status = [], []  # the writer owns the old lists now
 
 
 def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
     """Fold every record of `batches` and write the result to the schema on `conn`."""
-    fold = Fold()
-    for batch in batches:
-        for msg in batch:
-            fold.record(msg)
-        if len(fold.audit) + len(fold.status) >= CHUNK:
-            flush(conn, fold, final=False)
-    flush(conn, fold, final=True)
+    fold, writer = Fold(), Writer(conn)
+    try:
+        for batch in batches:
+            for msg in batch:
+                fold.record(msg)
+            if len(fold.audit) + len(fold.status) >= CHUNK:
+                _flush_appends(writer, fold)
+        _flush_appends(writer, fold)
+        for table, rows in fold.tables.items():
+            writer.put(_columns(table, rows))
+    finally:
+        writer.close()
+    with conn.transaction():
+        save_positions(conn, fold.positions)
     return fold

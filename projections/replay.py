@@ -9,6 +9,7 @@ continues from the rebuilt schema's positions.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -89,11 +90,12 @@ def _batches(
     consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for (t, p) in todo])
     total, done = sum(v - start.get(k, 0) for k, v in todo.items()), 0
     while todo:
-        msgs = [
-            m
-            for m in consumer.consume(batch, 0.5)
-            if not m.error() and where(m)[2] < todo.get(where(m)[:2], -1)
-        ]
+        msgs = []
+        for m in consumer.consume(batch, 0.5):
+            if not m.error():
+                topic, partition, offset = where(m)
+                if offset < todo.get((topic, partition), -1):
+                    msgs.append(m)
         yield msgs
         done += len(msgs)
         for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
@@ -167,6 +169,19 @@ def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None
     return checked, None
 
 
+def _compare(
+    report: ReplayReport, admin: Connection, conn: Connection, live: str, new: str
+) -> None:
+    """Digest both schemas at once, one on each connection (the live one is locked meanwhile)."""
+    rebuilt: dict[str, str] = {}
+    other = threading.Thread(target=lambda: rebuilt.update(digest(conn, new)))
+    other.start()
+    current = digest(admin, live)
+    other.join()
+    report.rebuilt_digest, report.live_digest = rebuilt.get("total", ""), current["total"]
+    report.table_digests = {t: (rebuilt.get(t, ""), current[t]) for t in current}
+
+
 def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> ReplayReport:
     live = c.settings.read_schema
     new = f"{live}_rebuild"
@@ -185,9 +200,8 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
             target = {k: v + 1 for k, v in load_positions(admin).items()}
             have = {k: v + 1 for k, v in load_positions(conn).items()}
             report.records += _copy_range(conn, consumer, have, target)
-            rebuilt, current = digest(admin, new), digest(admin, live)
-            report.rebuilt_digest, report.live_digest = rebuilt["total"], current["total"]
-            report.table_digests = {t: (rebuilt[t], current[t]) for t in rebuilt}
+            if verify:
+                _compare(report, admin, conn, live, new)
             if not verify or (report.digests_match and report.chain_break is None):
                 _swap(admin, live, new)
                 report.switched = True
