@@ -13,23 +13,22 @@ from typing import Annotated, Any
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from psycopg import Connection
+from fastapi.responses import JSONResponse, ORJSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
 from slowapi import Limiter, _rate_limit_exceeded_handler
 from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import SlowAPIMiddleware
+from slowapi.middleware import SlowAPIASGIMiddleware
 from slowapi.util import get_remote_address
 
 from api import schemas
+from api.middleware import Gate, auth_error_response
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
 from events.catalog import EVENT_TOPICS
 from projections import queries
 from veritas import kafka, logs, pg
-from veritas.auth import AuthError, Principal, authenticate, authorize
+from veritas.auth import AuthError, Principal, authorize
 from veritas.bootstrap import Container, bootstrap
-
-REQUESTS = Counter("veritas_api_requests_total", "API requests", ["route", "status"])
 
 
 def create_app(container: Container | None = None) -> FastAPI:
@@ -40,7 +39,10 @@ def create_app(container: Container | None = None) -> FastAPI:
         app.state.producer = Producer(
             c.kafka_config(**{"enable.idempotence": True, "linger.ms": 1})
         )
+        app.state.pool = c.async_pool()
+        await app.state.pool.open()
         yield
+        await app.state.pool.close()
         app.state.producer.flush(5)
         c.close()
 
@@ -50,53 +52,22 @@ def create_app(container: Container | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Event-sourced control plane for ML models.",
+        default_response_class=ORJSONResponse,
     )
     app.state.container = c
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
-    app.add_middleware(SlowAPIMiddleware)
+    app.add_middleware(SlowAPIASGIMiddleware)
+    app.add_middleware(Gate, settings=c.settings)  # added last: runs first
 
     @app.exception_handler(AuthError)
     async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        code = 401 if exc.reason_code == "unauthenticated" else 403
-        headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-        return JSONResponse(
-            {"detail": exc.message, "reason_code": exc.reason_code}, code, headers=headers
-        )
+        return auth_error_response(exc)
 
     @app.exception_handler(psycopg.DataError)
     async def _bad_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
         # Input the database cannot represent (a NUL byte, say): the caller's fault, not ours.
         return JSONResponse({"detail": f"invalid parameter value: {type(exc).__name__}"}, 422)
-
-    @app.middleware("http")
-    async def _correlate(request: Request, call_next: Any) -> Response:
-        cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        with logs.correlated(cid[:128]):
-            response: Response = await call_next(request)
-        response.headers["x-correlation-id"] = cid[:128]
-        return response
-
-    @app.middleware("http")
-    async def _authenticate(request: Request, call_next: Any) -> Response:
-        # Authenticate before anything else reads the request: an unauthenticated caller gets a
-        # 401 whatever else is wrong with the request.
-        if request.url.path not in PUBLIC_PATHS:
-            try:
-                request.state.principal = authenticate(
-                    c.settings, request.headers.get("authorization")
-                )
-            except AuthError as exc:
-                return await _auth_error(request, exc)
-        response: Response = await call_next(request)
-        return response
-
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
 
     _probe_routes(app, c)
     _command_routes(app, c)
@@ -114,17 +85,6 @@ def _client_key(request: Request) -> str:
     return "a:" + get_remote_address(request)
 
 
-PUBLIC_PATHS = {
-    "/health",
-    "/ready",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/docs/oauth2-redirect",
-    "/redoc",
-}
-
-
 # Dependencies that do no I/O are `async def`: FastAPI runs them in the event loop instead of
 # sending each through the thread pool.
 async def principal(request: Request) -> Principal:
@@ -140,18 +100,19 @@ def reader(action: str) -> Any:
     return Depends(dep)
 
 
-def db(request: Request) -> Any:
-    c: Container = request.app.state.container
-    with c.pool.connection() as conn:
-        yield conn
+# Routes take the pool and hold a connection only around their queries (a plain dependency: a
+# generator dependency costs FastAPI an exit stack per request).
+async def pool(request: Request) -> AsyncConnectionPool:
+    p: AsyncConnectionPool = request.app.state.pool
+    return p
 
 
-Db = Annotated[Connection, Depends(db)]
+Pool = Annotated[AsyncConnectionPool, Depends(pool)]
 
 
 def _probe_routes(app: FastAPI, c: Container) -> None:
     @app.get("/health", tags=["probes"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/ready", tags=["probes"], responses={503: {"model": schemas.ErrorBody}})
@@ -219,7 +180,7 @@ def _command_routes(app: FastAPI, c: Container) -> None:
         )
         await asyncio.to_thread(producer.flush, 10)
         if wait:
-            status = await _wait_for(c, command_id)
+            status = await _wait_for(c, request.app.state.pool, command_id)
             if status is not None:
                 return JSONResponse(schemas.CommandStatus(**status).model_dump(mode="json"), 200)
         return schemas.CommandAccepted(command_id=command_id)
@@ -230,21 +191,26 @@ def _command_routes(app: FastAPI, c: Container) -> None:
         tags=["commands"],
         responses={404: {"model": schemas.ErrorBody}},
     )
-    def get_command(command_id: str, conn: Db, _: Principal = reader("read:registry")) -> Any:
-        row = queries.get_command_status(conn, command_id)
-        if row is None:
-            raise HTTPException(404, f"no result for command {command_id} (yet)")
-        return row
+    async def get_command(
+        command_id: str, pool: Pool, _: Principal = reader("read:registry")
+    ) -> Any:
+        async with pool.connection() as conn:
+            row = await queries.get_command_status(conn, command_id)
+            if row is None:
+                raise HTTPException(404, f"no result for command {command_id} (yet)")
+            return row
 
 
-async def _wait_for(c: Container, command_id: str) -> dict[str, Any] | None:
+async def _wait_for(
+    c: Container, pool: AsyncConnectionPool, command_id: str
+) -> dict[str, Any] | None:
     """Read-your-writes: wait for the result and for every event it produced to be projected."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + c.settings.wait_timeout_s
     while loop.time() < deadline:
-        with c.pool.connection() as conn:
-            row = queries.get_command_status(conn, command_id)
-            if row is not None and queries.events_projected(
+        async with pool.connection() as conn:
+            row = await queries.get_command_status(conn, command_id)
+            if row is not None and await queries.events_projected(
                 conn, [(e["aggregate_id"], e["version"]) for e in row["events"]]
             ):
                 return row
@@ -254,8 +220,11 @@ async def _wait_for(c: Container, command_id: str) -> dict[str, Any] | None:
 
 def projection_lag(c: Container) -> int:
     """Records on the projected topics that the read models have not applied yet."""
-    with c.pool.connection() as conn:
-        stored = queries.projection_positions(conn)
+    with c.read_model_connection() as conn:
+        rows = conn.execute(
+            "SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions"
+        )
+        stored = {(t, p): o for t, p, o in rows.fetchall()}
     consumer = Consumer(c.kafka_config(**{"group.id": "veritas-ready"}))
     try:
         lag = 0

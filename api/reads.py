@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Query
-from psycopg import Connection
+from psycopg import AsyncConnection
 
 from api import schemas
-from api.app import Db, reader
+from api.app import Pool, reader
 from events.catalog import EVENT_TOPICS
 from events.envelope import EventEnvelope, verify_chain
 from projections import queries
@@ -31,8 +31,8 @@ def _after(cursor: str | None) -> str | None:
         raise HTTPException(422, "invalid cursor") from None
 
 
-def _version_or_404(conn: Connection, name: str, version: str) -> dict[str, Any]:
-    row = queries.get_version(conn, name, version)
+async def _version_or_404(conn: AsyncConnection, name: str, version: str) -> dict[str, Any]:
+    row = await queries.get_version(conn, name, version)
     if row is None:
         raise HTTPException(404, f"version {version} of model '{name}' not found")
     return row
@@ -46,8 +46,8 @@ def read_routes(app: FastAPI, c: Container) -> None:
     read = reader("read:registry")
 
     @app.get("/models", response_model=schemas.ModelPage, tags=["registry"])
-    def list_models(
-        conn: Db,
+    async def list_models(
+        pool: Pool,
         _: Principal = read,
         owner: str | None = None,
         stage: Annotated[
@@ -57,17 +57,18 @@ def read_routes(app: FastAPI, c: Container) -> None:
         limit: Limit = 50,
         cursor: str | None = None,
     ) -> Any:
-        rows = queries.list_models(
-            conn, owner=owner, stage=stage, q=q, limit=limit, after=_after(cursor)
-        )
-        return {"items": rows, "next_cursor": _next(rows, limit, "name")}
+        async with pool.connection() as conn:
+            rows = await queries.list_models(
+                conn, owner=owner, stage=stage, q=q, limit=limit, after=_after(cursor)
+            )
+            return {"items": rows, "next_cursor": _next(rows, limit, "name")}
 
     @app.get(
         "/models/{name}", response_model=schemas.ModelDetail, tags=["registry"], responses=NOT_FOUND
     )
-    def get_model(
+    async def get_model(
         name: str,
-        conn: Db,
+        pool: Pool,
         _: Principal = read,
         as_of: Annotated[
             datetime | None,
@@ -76,11 +77,13 @@ def read_routes(app: FastAPI, c: Container) -> None:
     ) -> Any:
         if as_of is not None:
             when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-            past = queries.model_as_of(conn, name, when)
+            async with pool.connection() as conn:
+                past = await queries.model_as_of(conn, name, when)
             if past is None:
                 raise HTTPException(404, f"model '{name}' did not exist at {when.isoformat()}")
             return past
-        row = queries.get_model_with_versions(conn, name)
+        async with pool.connection() as conn:
+            row = await queries.get_model_with_versions(conn, name)
         if row is None:
             raise HTTPException(404, f"model '{name}' not found")
         return row
@@ -91,9 +94,10 @@ def read_routes(app: FastAPI, c: Container) -> None:
         tags=["registry"],
         responses=NOT_FOUND,
     )
-    def get_version(name: str, version: str, conn: Db, _: Principal = read) -> Any:
-        row = _version_or_404(conn, name, version)
-        return {**row, "stage_history": queries.stage_history(conn, name, version)}
+    async def get_version(name: str, version: str, pool: Pool, _: Principal = read) -> Any:
+        async with pool.connection() as conn:
+            row = await _version_or_404(conn, name, version)
+            return {**row, "stage_history": await queries.stage_history(conn, name, version)}
 
     @app.get(
         "/models/{name}/versions/{version}/lineage",
@@ -101,40 +105,42 @@ def read_routes(app: FastAPI, c: Container) -> None:
         tags=["registry"],
         responses=NOT_FOUND,
     )
-    def get_lineage(name: str, version: str, conn: Db, _: Principal = read) -> Any:
-        row = _version_or_404(conn, name, version)
-        ancestors: list[str] = []
-        parent = row["lineage"].get("parent_version")
-        while parent and parent not in ancestors and len(ancestors) < 100:
-            ancestors.append(parent)
-            prow = queries.get_version(conn, name, parent)
-            parent = prow["lineage"].get("parent_version") if prow else None
-        return {
-            "model_name": name,
-            "version": version,
-            "lineage": row["lineage"],
-            "ancestors": ancestors,
-        }
+    async def get_lineage(name: str, version: str, pool: Pool, _: Principal = read) -> Any:
+        async with pool.connection() as conn:
+            row = await _version_or_404(conn, name, version)
+            ancestors: list[str] = []
+            parent = row["lineage"].get("parent_version")
+            while parent and parent not in ancestors and len(ancestors) < 100:
+                ancestors.append(parent)
+                prow = await queries.get_version(conn, name, parent)
+                parent = prow["lineage"].get("parent_version") if prow else None
+            return {
+                "model_name": name,
+                "version": version,
+                "lineage": row["lineage"],
+                "ancestors": ancestors,
+            }
 
     @app.get("/datasets", response_model=schemas.DatasetPage, tags=["registry"])
-    def list_datasets(
-        conn: Db,
+    async def list_datasets(
+        pool: Pool,
         _: Principal = read,
         name: str | None = None,
         limit: Limit = 50,
         cursor: str | None = None,
     ) -> Any:
-        rows = queries.list_datasets(conn, name=name, limit=limit, after=_after(cursor))
-        nxt = (
-            queries.encode_cursor(f"{rows[-1]['name']}@{rows[-1]['version']}")
-            if len(rows) == limit
-            else None
-        )
-        return {"items": rows, "next_cursor": nxt}
+        async with pool.connection() as conn:
+            rows = await queries.list_datasets(conn, name=name, limit=limit, after=_after(cursor))
+            nxt = (
+                queries.encode_cursor(f"{rows[-1]['name']}@{rows[-1]['version']}")
+                if len(rows) == limit
+                else None
+            )
+            return {"items": rows, "next_cursor": nxt}
 
     @app.get("/governance/submissions", response_model=schemas.SubmissionPage, tags=["governance"])
-    def list_submissions(
-        conn: Db,
+    async def list_submissions(
+        pool: Pool,
         _: Principal = read,
         status: Annotated[str | None, Query(pattern="^(pending|approved|rejected)$")] = None,
         model_name: str | None = None,
@@ -142,17 +148,18 @@ def read_routes(app: FastAPI, c: Container) -> None:
         limit: Limit = 50,
         cursor: str | None = None,
     ) -> Any:
-        rows = queries.list_submissions(
-            conn,
-            status=status,
-            model_name=model_name,
-            awaiting=awaiting,
-            limit=limit,
-            after=_after(cursor),
-        )
-        for r in rows:
-            r["submission_id"] = str(r["submission_id"])
-        return {"items": rows, "next_cursor": _next(rows, limit, "submission_id")}
+        async with pool.connection() as conn:
+            rows = await queries.list_submissions(
+                conn,
+                status=status,
+                model_name=model_name,
+                awaiting=awaiting,
+                limit=limit,
+                after=_after(cursor),
+            )
+            for r in rows:
+                r["submission_id"] = str(r["submission_id"])
+            return {"items": rows, "next_cursor": _next(rows, limit, "submission_id")}
 
     @app.get("/audit/verify", response_model=schemas.Verification, tags=["audit"])
     def audit_verify(
@@ -188,21 +195,22 @@ def read_routes(app: FastAPI, c: Container) -> None:
         tags=["audit"],
         responses=NOT_FOUND,
     )
-    def audit_trail(
-        aggregate_type: str, aggregate_id: str, conn: Db, _: Principal = reader("read:audit")
+    async def audit_trail(
+        aggregate_type: str, aggregate_id: str, pool: Pool, _: Principal = reader("read:audit")
     ) -> Any:
-        try:
-            rows = queries.audit_trail(conn, aggregate_type, str(UUID(aggregate_id)))
-        except ValueError:
-            raise HTTPException(422, "aggregate_id must be a UUID") from None
-        if not rows:
-            raise HTTPException(404, f"no events for {aggregate_type} {aggregate_id}")
-        envs = [EventEnvelope.model_validate(r["envelope"]) for r in rows]
-        brk = verify_chain(envs)
-        return {
-            "aggregate_type": aggregate_type,
-            "aggregate_id": aggregate_id,
-            "events": [r["envelope"] for r in rows],
-            "chain_valid": brk is None,
-            "chain_break": brk.__dict__ if brk else None,
-        }
+        async with pool.connection() as conn:
+            try:
+                rows = await queries.audit_trail(conn, aggregate_type, str(UUID(aggregate_id)))
+            except ValueError:
+                raise HTTPException(422, "aggregate_id must be a UUID") from None
+            if not rows:
+                raise HTTPException(404, f"no events for {aggregate_type} {aggregate_id}")
+            envs = [EventEnvelope.model_validate(r["envelope"]) for r in rows]
+            brk = verify_chain(envs)
+            return {
+                "aggregate_type": aggregate_type,
+                "aggregate_id": aggregate_id,
+                "events": [r["envelope"] for r in rows],
+                "chain_valid": brk is None,
+                "chain_break": brk.__dict__ if brk else None,
+            }

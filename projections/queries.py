@@ -6,7 +6,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from psycopg import Connection
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -24,16 +24,16 @@ def decode_cursor(cursor: str) -> str:
         raise ValueError("invalid cursor") from None
 
 
-def _all(
-    conn: Connection, query: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()
+async def _all(
+    conn: AsyncConnection, query: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()
 ) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query.encode(), params)
-        return cur.fetchall()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.encode(), params)
+        return await cur.fetchall()
 
 
-def _one(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> Row | None:
-    rows = _all(conn, query, params)
+async def _one(conn: AsyncConnection, query: str, params: tuple[Any, ...] = ()) -> Row | None:
+    rows = await _all(conn, query, params)
     return rows[0] if rows else None
 
 
@@ -50,8 +50,8 @@ MODEL_SELECT = (
 )
 
 
-def list_models(
-    conn: Connection,
+async def list_models(
+    conn: AsyncConnection,
     *,
     owner: str | None,
     stage: str | None,
@@ -75,18 +75,18 @@ def list_models(
         where.append("m.name > %s")
         params.append(after)
     params.append(limit)
-    return _all(
+    return await _all(
         conn, f"{MODEL_SELECT} WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s", params
     )
 
 
-def get_model(conn: Connection, name: str) -> Row | None:
-    return _one(conn, f"{MODEL_SELECT} WHERE m.name = %s", (name,))
+async def get_model(conn: AsyncConnection, name: str) -> Row | None:
+    return await _one(conn, f"{MODEL_SELECT} WHERE m.name = %s", (name,))
 
 
-def get_model_with_versions(conn: Connection, name: str) -> Row | None:
+async def get_model_with_versions(conn: AsyncConnection, name: str) -> Row | None:
     """The model and its versions in one round trip."""
-    return _one(
+    return await _one(
         conn,
         "SELECT x.*, coalesce((SELECT json_agg(json_build_object('version', v.version,"
         " 'stage', v.stage, 'metrics', v.metrics, 'approvals', v.approvals,"
@@ -97,32 +97,32 @@ def get_model_with_versions(conn: Connection, name: str) -> Row | None:
     )
 
 
-def list_versions(conn: Connection, name: str) -> list[Row]:
-    return _all(
+async def list_versions(conn: AsyncConnection, name: str) -> list[Row]:
+    return await _all(
         conn,
         "SELECT * FROM rm_model_versions WHERE model_name = %s ORDER BY major, minor, patch",
         (name,),
     )
 
 
-def get_version(conn: Connection, name: str, version: str) -> Row | None:
-    return _one(
+async def get_version(conn: AsyncConnection, name: str, version: str) -> Row | None:
+    return await _one(
         conn,
         "SELECT * FROM rm_model_versions WHERE model_name = %s AND version = %s",
         (name, version),
     )
 
 
-def stage_history(conn: Connection, name: str, version: str) -> list[Row]:
-    return _all(
+async def stage_history(conn: AsyncConnection, name: str, version: str) -> list[Row]:
+    return await _all(
         conn,
         "SELECT * FROM rm_stage_history WHERE model_name = %s AND version = %s ORDER BY occurred_at, event_version",
         (name, version),
     )
 
 
-def list_datasets(
-    conn: Connection, *, name: str | None, limit: int, after: str | None
+async def list_datasets(
+    conn: AsyncConnection, *, name: str | None, limit: int, after: str | None
 ) -> list[Row]:
     where, params = ["TRUE"], list[Any]()
     if name:
@@ -132,15 +132,15 @@ def list_datasets(
         where.append("(name || '@' || version) > %s")
         params.append(after)
     params.append(limit)
-    return _all(
+    return await _all(
         conn,
         f"SELECT * FROM rm_datasets WHERE {' AND '.join(where)} ORDER BY name || '@' || version LIMIT %s",
         params,
     )
 
 
-def list_submissions(
-    conn: Connection,
+async def list_submissions(
+    conn: AsyncConnection,
     *,
     status: str | None,
     model_name: str | None,
@@ -162,21 +162,21 @@ def list_submissions(
         where.append("submission_id::text > %s")
         params.append(after)
     params.append(limit)
-    return _all(
+    return await _all(
         conn,
         f"SELECT * FROM rm_submissions WHERE {' AND '.join(where)} ORDER BY submission_id::text LIMIT %s",
         params,
     )
 
 
-def get_command_status(conn: Connection, command_id: str) -> Row | None:
-    return _one(conn, "SELECT * FROM rm_command_status WHERE command_id = %s", (command_id,))
+async def get_command_status(conn: AsyncConnection, command_id: str) -> Row | None:
+    return await _one(conn, "SELECT * FROM rm_command_status WHERE command_id = %s", (command_id,))
 
 
-def events_projected(conn: Connection, refs: list[tuple[str, int]]) -> bool:
+async def events_projected(conn: AsyncConnection, refs: list[tuple[str, int]]) -> bool:
     if not refs:
         return True
-    rows = _all(
+    rows = await _all(
         conn,
         "SELECT count(*) AS n FROM rm_audit_log a JOIN unnest(%s::uuid[], %s::int[]) AS r(id, v)"
         " ON a.aggregate_id = r.id AND a.version = r.v",
@@ -185,22 +185,22 @@ def events_projected(conn: Connection, refs: list[tuple[str, int]]) -> bool:
     return int(rows[0]["n"]) == len(refs)
 
 
-def audit_trail(conn: Connection, aggregate_type: str, aggregate_id: str) -> list[Row]:
-    return _all(
+async def audit_trail(conn: AsyncConnection, aggregate_type: str, aggregate_id: str) -> list[Row]:
+    return await _all(
         conn,
         "SELECT envelope FROM rm_audit_log WHERE aggregate_type = %s AND aggregate_id = %s ORDER BY version",
         (aggregate_type, aggregate_id),
     )
 
 
-def model_as_of(conn: Connection, name: str, as_of: datetime) -> Row | None:
+async def model_as_of(conn: AsyncConnection, name: str, as_of: datetime) -> Row | None:
     """The model as it stood at `as_of`: each version's stage then, and the approvals given by then."""
-    model = _one(
+    model = await _one(
         conn, "SELECT * FROM rm_models WHERE name = %s AND created_at <= %s", (name, as_of)
     )
     if model is None:
         return None
-    versions = _all(
+    versions = await _all(
         conn,
         "SELECT v.version, v.created_at, v.metrics,"
         " coalesce((SELECT h.to_stage FROM rm_stage_history h WHERE h.aggregate_id = v.aggregate_id"
@@ -226,6 +226,8 @@ def model_as_of(conn: Connection, name: str, as_of: datetime) -> Row | None:
     }
 
 
-def projection_positions(conn: Connection) -> dict[tuple[str, int], int]:
-    rows = conn.execute("SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions")
-    return {(t, p): o for t, p, o in rows.fetchall()}
+async def projection_positions(conn: AsyncConnection) -> dict[tuple[str, int], int]:
+    cur = await conn.execute(
+        "SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions"
+    )
+    return {(t, p): o for t, p, o in await cur.fetchall()}

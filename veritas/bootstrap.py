@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool
 
 from veritas import kafka
 from veritas.eventstore import EventStore, PostgresEventStore, datastore_from_dsn
@@ -19,15 +19,20 @@ from veritas.settings import Settings
 Clock = Callable[[], datetime]
 
 
-def read_model_kwargs(schema: str, *, durable: bool = True) -> dict[str, Any]:
-    # No server-side prepared statements: after `veritas replay` renames schemas, every statement
-    # must resolve table names again instead of reusing a plan bound to the old tables.
+def read_model_kwargs(
+    schema: str, *, durable: bool = True, prepared: bool = False
+) -> dict[str, Any]:
     options = f"-c search_path={schema}"
     if not durable:
         # For projection writers only: a database crash may forget the last commits, but each
         # takes its read-model rows and its Kafka positions together, so they are re-applied.
         options += " -c synchronous_commit=off"
-    return {"autocommit": True, "prepare_threshold": None, "options": options}
+    # Writers use no server-side prepared statements: after `veritas replay` renames schemas,
+    # each statement must resolve table names again. Readers may (`prepared`): a cached plan
+    # keeps reading the renamed-away schema only until replay drops it right after the swap (the
+    # drop invalidates the plan, and Postgres re-resolves the names), and that schema held the
+    # same data at the swap.
+    return {"autocommit": True, "prepare_threshold": 5 if prepared else None, "options": options}
 
 
 def utc_now() -> datetime:
@@ -50,16 +55,15 @@ class Container:
         store.create_tables()
         return store
 
-    @cached_property
-    def pool(self) -> ConnectionPool:
-        """Read-model connections (the API's)."""
-        return ConnectionPool(
+    def async_pool(self) -> AsyncConnectionPool:
+        """Read-model connections for the API; open it inside the event loop (`await .open()`)."""
+        return AsyncConnectionPool(
             self.settings.dsn,
             min_size=1,
             max_size=8,
-            open=True,
+            open=False,
             timeout=10,
-            kwargs=read_model_kwargs(self.settings.read_schema),
+            kwargs=read_model_kwargs(self.settings.read_schema, prepared=True),
         )
 
     def read_model_connection(
@@ -74,8 +78,6 @@ class Container:
         return kafka.client_config(self.settings, **extra)
 
     def close(self) -> None:
-        if "pool" in self.__dict__:
-            self.pool.close()
         store = self.__dict__.get("store")
         if isinstance(store, PostgresEventStore):
             store.close()
