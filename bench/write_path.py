@@ -50,6 +50,7 @@ from _stack import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from veritas import services
 from veritas.auth import issue_token
 from veritas.settings import Settings
 
@@ -306,10 +307,19 @@ def kafka_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[
 
 
 def run(
-    n: int = 20000, latency_seconds: float = 10.0, raw_seconds: float = 5.0, warmup: int = 1000
+    n: int = 20000,
+    latency_seconds: float = 10.0,
+    raw_seconds: float = 5.0,
+    warmup: int = 1000,
+    projector: bool = False,
 ) -> dict[str, Any]:
     with bench_stack() as s:
         token = issue_token(s, "bench", ["data_scientist"])
+        if not projector:
+            # The measured path ends on the events topic; the projector (read side) would only
+            # take CPU from it on this shared 2-core machine. `--projector` keeps it running.
+            services.kill_service(s, "projector")
+            print("[write_path] projector stopped (not part of the write path)", flush=True)
         print(f"[write_path] raw INSERT+COMMIT baseline for {raw_seconds:.0f}s ...", flush=True)
         raw = raw_insert_baseline(s, raw_seconds)
         print(f"[write_path] raw: {raw['rows_per_s']:.0f} rows/s", flush=True)
@@ -442,6 +452,7 @@ def run(
         "idle_stack_cpu_cores": idle_rate,
         "idle_stack_cpu_cores_by_component": idle_by,
         "warmup_commands": warmup,
+        "projector_running": projector,
         "settings": settings,
         "raw_insert_baseline": raw,
         "throughput": thr,
@@ -462,7 +473,8 @@ def table(d: dict[str, Any]) -> str:
     lat, klat = d["command_latency_half_load"], d["kafka_latency_same_rate"]
     rows = [
         [
-            f"accepted commands/s (N={thr['n']}, end to end)",
+            f"accepted commands/s (N={thr['n']}, end to end; projector "
+            f"{'running' if d.get('projector_running') else 'stopped'})",
             thr["commands_per_s"],
             "raw INSERT+COMMIT rows/s (mean of before/after)",
             raw["rows_per_s"],
@@ -544,10 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         help="commands sent (and not measured) before the throughput run; 0 for none",
     )
     ap.add_argument(
+        "--projector",
+        action="store_true",
+        help="keep the projector (read side) running during the runs; by default it is stopped",
+    )
+    ap.add_argument(
         "--strict", action="store_true", help="exit 1 when the throughput target is missed"
     )
     a = ap.parse_args(argv)
-    d = run(a.n, a.latency_seconds, a.raw_seconds, a.warmup)
+    d = run(a.n, a.latency_seconds, a.raw_seconds, a.warmup, a.projector)
     print("\n## Write path\n")
     print(d["table"])
     print(f"\n(json: bench/results/write_path.json; {d['cpus']} CPUs)")
