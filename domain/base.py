@@ -70,7 +70,8 @@ class Aggregate:
                 "prev_hash": self.last_hash,
             }
         )
-        self._apply_envelope(env)
+        self.apply(event, env)  # the event object itself: no need to re-validate its payload
+        self.version, self.last_hash = env.version, env.hash
         self.pending.append(env)
         self.pending_order.append(next(_RECORDED))
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 GENESIS_HASH = "0" * 64
 
@@ -44,12 +44,26 @@ class EventEnvelope(BaseModel):
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    _canonical: bytes | None = PrivateAttr(default=None)  # set by seal(), which computed it
+
+    def __eq__(self, other: object) -> bool:  # the fields only, not the cached bytes
+        return isinstance(other, EventEnvelope) and self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> EventEnvelope:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._canonical = None  # the cached bytes were those of the original
+        return copy
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.to_json_dict())
+        return self._canonical or canonical_json(self.to_json_dict())
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> EventEnvelope:
@@ -63,11 +77,17 @@ class EventEnvelope(BaseModel):
 
 def seal(body: dict[str, Any]) -> EventEnvelope:
     """Build an envelope from its fields (all but "hash"), computing the hash."""
-    jsonable = EventEnvelope.model_validate({**body, "hash": ""}).to_json_dict()
+    unsealed = EventEnvelope.model_validate({**body, "hash": ""})
+    jsonable = unsealed.to_json_dict()
     jsonable.pop("hash")
-    return EventEnvelope.model_validate(
-        {**jsonable, "hash": chain_hash(body["prev_hash"], jsonable)}
-    )
+    hashed = canonical_json(jsonable)
+    digest = hashlib.sha256(body["prev_hash"].encode() + b"\n" + hashed).hexdigest()
+    env = unsealed.model_copy(update={"hash": digest})  # validated above; only the hash is new
+    # With sorted keys "hash" sits between "event_id" and "occurred_at". The first `,"occurred_at":`
+    # is that key: inside a string value a quote is always escaped.
+    member = b',"hash":"' + digest.encode() + b'","occurred_at":'
+    env._canonical = hashed.replace(b',"occurred_at":', member, 1)
+    return env
 
 
 @dataclass(frozen=True)

@@ -123,18 +123,43 @@ class InMemoryEventStore:
 
 
 class _Recorder(PostgresApplicationRecorder):
-    """Adds the command results to the same transaction as the events."""
+    """Adds the command results to the same transaction as the events, and inserts both as flat
+    arrays in binary (%b): psycopg dumps the library's array of a composite type, and any array in
+    text format, with a regex escape per element in Python (about 0.2 ms per event)."""
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kw: Any
     ) -> None:
         results: Sequence[CommandResult] = kw.get("results", ())
         if results:
-            curs.executemany(
+            curs.execute(
                 f"INSERT INTO {self.datastore.schema}.{RESULTS_TABLE} (command_id, result) "
-                "VALUES (%s, %s)",
-                [(r.command_id, Jsonb(r.model_dump(mode="json"))) for r in results],
+                "SELECT * FROM unnest(%b::text[], %b::jsonb[])",
+                (
+                    [r.command_id for r in results],
+                    [Jsonb(r.model_dump(mode="json")) for r in results],
+                ),
             )
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kw: Any
+    ) -> None:
+        # As the library does: the table lock keeps notification ids in commit order for readers
+        # tailing the log, and the NOTIFY wakes them when this transaction commits.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            f"INSERT INTO {self.datastore.schema}.{self.events_table_name}"
+            " (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
+            " RETURNING notification_id",
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
 
 
 def datastore_from_dsn(dsn: str, schema: str = "public", pool_size: int = 2) -> PostgresDatastore:

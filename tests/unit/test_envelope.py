@@ -9,7 +9,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from events.envelope import GENESIS_HASH, EventEnvelope, seal, verify_chain
+import pytest
+
+from events.envelope import GENESIS_HASH, EventEnvelope, canonical_json, seal, verify_chain
 
 AGG = uuid.UUID("7d9f3c1e-2a4b-4c6d-8e0f-123456789abc")
 
@@ -207,3 +209,17 @@ def test_seal_is_deterministic_for_the_same_body() -> None:
     b = body(1, PAYLOADS[0], GENESIS_HASH)
     assert seal(b).hash == seal(dict(b)).hash
     assert seal(b).hash != seal({**b, "actor": "bob"}).hash
+
+
+@pytest.mark.parametrize(
+    "actor",
+    ["alice", 'quote " inside', 'fake ,"occurred_at":"x" member', "back\\slash\\", "é ☃ \n"],
+)
+def test_sealed_bytes_equal_the_canonical_json_of_the_fields(actor: str) -> None:
+    # seal() derives the wire bytes from the hashed body; they must be exactly what a consumer
+    # recomputes from the fields.
+    env = seal({**body(1, PAYLOADS[0], GENESIS_HASH), "actor": actor})
+    assert env.to_bytes() == canonical_json(env.to_json_dict())
+    assert EventEnvelope.from_bytes(env.to_bytes()).computed_hash() == env.hash
+    changed = env.model_copy(update={"actor": "mallory"})
+    assert changed.to_bytes() == canonical_json(changed.to_json_dict())
