@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from slowapi import Limiter, _rate_limit_exceeded_handler
@@ -52,7 +52,6 @@ def create_app(container: Container | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Event-sourced control plane for ML models.",
-        default_response_class=ORJSONResponse,
     )
     app.state.container = c
     app.state.limiter = limiter
