@@ -6,10 +6,9 @@ transaction (results + dead letters + offsets) second. A crash between the two r
 batch, and the results table answers every repeat with the stored result, so nothing is lost or
 doubled.
 
-Pipelining: a Kafka transaction (offsets + commit) completes on a helper thread while the next
-batches run against Postgres; their outcomes wait, and go out together in the next transaction,
-which begins only once that commit is done. If anything fails, every message whose outcome is not
-on Kafka is re-read from its first offset (Postgres answers the repeats).
+Pipelining: a batch's Kafka transaction commits on a helper thread while the next batch runs
+against Postgres; the next transaction begins only once that commit is done. If a commit fails,
+both batches are re-read from the failed one's first offsets (Postgres answers the repeats).
 """
 
 from __future__ import annotations
@@ -110,9 +109,6 @@ class Committer:
         self.producer.send_offsets_to_transaction(offsets, group)
         self.producer.commit_transaction()
 
-    def in_flight(self) -> bool:
-        return self.pending is not None and not self.pending.done()
-
     def wait(self) -> None:
         """Wait for the pending commit; raise its error (its messages go to `failed`)."""
         pending, msgs = self.pending, self.pending_msgs
@@ -164,29 +160,20 @@ def run(container: Container) -> None:
     log.info("command handler started")
     msgs: list[Message] = []
     committer = Committer(producer, consumer)
-    # Processed (committed to Postgres) but not yet published: they wait for the transaction in
-    # flight, so that Kafka's commit latency never holds up the events' way to the store.
-    backlog: list[tuple[Message, Outcome]] = []
     while not stopper.stopped:
-        busy = bool(backlog) and committer.in_flight()
-        msgs = consume_batch(consumer, s.handler_batch_max, 0.005 if busy else 0.2, len(msgs))
+        msgs = consume_batch(consumer, s.handler_batch_max, 0.2, len(msgs))
         try:
-            if msgs:
-                with BATCH_SECONDS.time():
-                    items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
-                    outcomes = process_batch(items, store=store, settings=s, clock=container.clock)
-                backlog += zip(msgs, outcomes, strict=True)
-            if backlog and committer.in_flight() and len(backlog) < s.handler_batch_max:
-                continue  # go on processing while the previous transaction commits
-            committer.wait()  # the next transaction begins only after the previous commit
-            if backlog:
-                done = [m for m, _ in backlog]
-                publish(producer, done, [o for _, o in backlog])
-                committer.start(done)
-                backlog = []
+            if not msgs:
+                committer.wait()  # idle: finish the last commit now
+                continue
+            with BATCH_SECONDS.time():
+                items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
+                outcomes = process_batch(items, store=store, settings=s, clock=container.clock)
+                committer.wait()  # the next transaction begins only after the previous commit
+                publish(producer, msgs, outcomes)
+                committer.start(msgs)
         except (KafkaException, OSError, Exception) as exc:
-            _recover(exc, producer, consumer, [*committer.drain(), *(m for m, _ in backlog), *msgs])
-            backlog = []
+            _recover(exc, producer, consumer, [*committer.drain(), *msgs])
     committer.drain()
     consumer.close()
     producer.flush(10)
