@@ -101,12 +101,12 @@ def reader(action: str) -> Any:
 
 # Routes take the pool and hold a connection only around their queries (a plain dependency: a
 # generator dependency costs FastAPI an exit stack per request).
-async def pool(request: Request) -> AsyncConnectionPool:
+async def read_pool(request: Request) -> AsyncConnectionPool:
     p: AsyncConnectionPool = request.app.state.pool
     return p
 
 
-Pool = Annotated[AsyncConnectionPool, Depends(pool)]
+Pool = Annotated[AsyncConnectionPool, Depends(read_pool)]
 
 
 def _probe_routes(app: FastAPI, c: Container) -> None:
