@@ -26,6 +26,7 @@ from api.middleware import Gate, auth_error_response
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
 from events.catalog import EVENT_TOPICS
 from projections import queries
+from projections.apply import load_positions
 from veritas import kafka, logs, pg
 from veritas.auth import AuthError, Principal, authorize
 from veritas.bootstrap import Container, bootstrap
@@ -220,10 +221,7 @@ async def _wait_for(
 def projection_lag(c: Container) -> int:
     """Records on the projected topics that the read models have not applied yet."""
     with c.read_model_connection() as conn:
-        rows = conn.execute(
-            "SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions"
-        )
-        stored = {(t, p): o for t, p, o in rows.fetchall()}
+        stored = load_positions(conn)
     consumer = Consumer(c.kafka_config(**{"group.id": "veritas-ready"}))
     try:
         lag = 0

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         store.load = timed("store.load", store.load)  # type: ignore[method-assign]
         store.commit = timed("store.commit", store.commit)  # type: ignore[method-assign]
         ch.process_batch = timed("process_batch (all)", ch.process_batch)
-        ch.publish = timed("publish (Kafka txn)", ch.publish)
+        ch.publish = timed("publish (begin txn + produce)", ch.publish)
         stopper_box: list[Any] = []
         real_start = ch.start_worker
 

@@ -224,10 +224,3 @@ async def model_as_of(conn: AsyncConnection, name: str, as_of: datetime) -> Row 
         "versions": versions,
         "as_of": as_of,
     }
-
-
-async def projection_positions(conn: AsyncConnection) -> dict[tuple[str, int], int]:
-    cur = await conn.execute(
-        "SELECT topic, kafka_partition, kafka_offset FROM rm_projection_positions"
-    )
-    return {(t, p): o for t, p, o in await cur.fetchall()}

@@ -27,7 +27,7 @@ from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
 from veritas import logs
 from veritas.bootstrap import Container, bootstrap
-from veritas.kafka import TRANSACTIONAL_RETRY, headers, where
+from veritas.kafka import headers, transactional_producer, where
 from workers.base import consume_batch, start_worker
 
 log = logging.getLogger("veritas.command_handler")
@@ -145,16 +145,9 @@ def run(container: Container) -> None:
             }
         )
     )
-    producer = Producer(
-        container.kafka_config(
-            **{
-                "transactional.id": "veritas-command-handler-0",
-                "linger.ms": 2,
-                **TRANSACTIONAL_RETRY,
-            }
-        )
+    producer = transactional_producer(
+        container.settings, "veritas-command-handler-0", **{"linger.ms": 2}
     )
-    producer.init_transactions(30)
     consumer.subscribe(list(COMMAND_TOPICS.values()))
     store = container.store
     log.info("command handler started")

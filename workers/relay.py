@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge
 
 from veritas.bootstrap import Container, bootstrap
 from veritas.eventstore import EventStore
-from veritas.kafka import RELAY_POSITION_TOPIC, TRANSACTIONAL_RETRY
+from veritas.kafka import RELAY_POSITION_TOPIC, transactional_producer
 from workers.base import start_worker
 
 log = logging.getLogger("veritas.relay")
@@ -87,18 +87,9 @@ def relay_batch(producer: Producer, store: EventStore, position: int, limit: int
 
 
 def make_producer(container: Container) -> Producer:
-    producer = Producer(
-        container.kafka_config(
-            **{
-                "transactional.id": "veritas-relay",
-                "linger.ms": 1,
-                "compression.type": "lz4",
-                **TRANSACTIONAL_RETRY,
-            }
-        )
+    return transactional_producer(
+        container.settings, "veritas-relay", **{"linger.ms": 1, "compression.type": "lz4"}
     )
-    producer.init_transactions(30)
-    return producer
 
 
 def run(container: Container) -> None:
