@@ -184,6 +184,24 @@ def scrape_metrics(url: str, prefixes: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def command_envelope(
+    command_id: str,
+    ctype: str,
+    schema_version: int,
+    payload: dict[str, Any],
+    issued_at: str = "2026-11-27T12:00:00Z",
+) -> bytes:
+    """A command as DESIGN's envelope, encoded for Kafka."""
+    doc = {
+        "command_id": command_id,
+        "type": ctype,
+        "schema_version": schema_version,
+        "issued_at": issued_at,
+        "payload": payload,
+    }
+    return json.dumps(doc).encode()
+
+
 def producer(s: Settings, **extra: Any) -> Producer:
     conf = {"bootstrap.servers": s.kafka_bootstrap_servers, "enable.idempotence": True, **extra}
     return Producer(conf)

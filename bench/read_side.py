@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ import psycopg
 from _read_stack import read_stack
 from _stack import (
     COMPONENTS,
+    command_envelope,
     consumer_at_end,
     markdown_table,
     percentile,
@@ -74,37 +76,21 @@ TARGETS = {"rebuild": 0.3, "api": 0.6, "latency": 5.0}
 
 
 def register_envelope(command_id: str, name: str) -> bytes:
-    return json.dumps(
-        {
-            "command_id": command_id,
-            "type": "RegisterModel",
-            "schema_version": 2,
-            "issued_at": "2026-11-27T12:00:00Z",
-            "payload": {
-                "name": name,
-                "description": TEXT,
-                "intended_use": "read-side measurement",
-                "limitations": "none: synthetic",
-                "tags": {"bench": "read_side", "team": f"t{hash(name) % 7}"},
-            },
-        }
-    ).encode()
+    payload = {
+        "name": name,
+        "description": TEXT,
+        "intended_use": "read-side measurement",
+        "limitations": "none: synthetic",
+        "tags": {"bench": "read_side", "team": f"t{hash(name) % 7}"},
+    }
+    return command_envelope(command_id, "RegisterModel", 2, payload)
 
 
 def update_envelope(command_id: str, name: str) -> bytes:
-    return json.dumps(
-        {
-            "command_id": command_id,
-            "type": "UpdateModelMetadata",
-            "schema_version": 1,
-            "issued_at": "2026-11-27T12:00:01Z",
-            "payload": {
-                "name": name,
-                "description": TEXT + "(updated)",
-                "tags": {"reviewed": "yes"},
-            },
-        }
-    ).encode()
+    payload = {"name": name, "description": TEXT + "(updated)", "tags": {"reviewed": "yes"}}
+    return command_envelope(
+        command_id, "UpdateModelMetadata", 1, payload, issued_at="2026-11-27T12:00:01Z"
+    )
 
 
 def git_state() -> dict[str, Any]:
@@ -345,6 +331,24 @@ def rebuild(s: Settings) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ 2. API
 
 
+async def _drive(
+    worker: Callable[[], Awaitable[None]],
+    concurrency: int,
+    latencies: list[float],
+    statuses: dict[int, int],
+) -> dict[str, Any]:
+    """Run `concurrency` copies of `worker` to the end; what they recorded, with the wall time."""
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "latencies": latencies,
+        "statuses": statuses,
+    }
+
+
 async def _httpx_round(
     base_url: str, paths: list[str], headers: dict[str, str], concurrency: int, seconds: float
 ) -> dict[str, Any]:
@@ -365,15 +369,7 @@ async def _httpx_round(
                 latencies.append(time.perf_counter() - t)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-    return {
-        "requests": len(latencies),
-        "seconds": elapsed,
-        "latencies": latencies,
-        "statuses": statuses,
-    }
+        return await _drive(worker, concurrency, latencies, statuses)
 
 
 async def _raw_round(
@@ -415,15 +411,7 @@ async def _raw_round(
         finally:
             writer.close()
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    return {
-        "requests": len(latencies),
-        "seconds": elapsed,
-        "latencies": latencies,
-        "statuses": statuses,
-    }
+    return await _drive(worker, concurrency, latencies, statuses)
 
 
 CLIENTS = {"httpx": _httpx_round, "raw": _raw_round}

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 from _stack import (
     bench_stack,
+    command_envelope,
     consumer_at_end,
     cpu_seconds,
     markdown_table,
@@ -67,20 +68,13 @@ TEXT = "Benchmark model registered by bench/write_path.py; the text only gives t
 
 
 def envelope(command_id: str, name: str) -> bytes:
-    return json.dumps(
-        {
-            "command_id": command_id,
-            "type": "RegisterModel",
-            "schema_version": 2,
-            "issued_at": "2026-11-27T12:00:00Z",
-            "payload": {
-                "name": name,
-                "description": TEXT,
-                "intended_use": "throughput and latency measurement",
-                "limitations": "none: synthetic",
-            },
-        }
-    ).encode()
+    payload = {
+        "name": name,
+        "description": TEXT,
+        "intended_use": "throughput and latency measurement",
+        "limitations": "none: synthetic",
+    }
+    return command_envelope(command_id, "RegisterModel", 2, payload)
 
 
 # ----------------------------------------------------------------------------- baseline A (pg)
