@@ -49,9 +49,7 @@ class Container:
     def store(self) -> EventStore:
         if self._store is not None:
             return self._store
-        store = PostgresEventStore(
-            datastore_from_dsn(self.settings.dsn, self.settings.db_schema), self.settings.dsn
-        )
+        store = PostgresEventStore(datastore_from_dsn(self.settings.dsn, self.settings.db_schema))
         store.create_tables()
         return store
 

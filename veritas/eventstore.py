@@ -9,7 +9,6 @@ result, or neither.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -177,20 +176,20 @@ def datastore_from_dsn(dsn: str, schema: str = "public", pool_size: int = 2) -> 
 
 
 class PostgresEventStore:
-    def __init__(self, datastore: PostgresDatastore, dsn: str | None = None) -> None:
+    def __init__(self, datastore: PostgresDatastore) -> None:
         self.datastore = datastore
         self.recorder = _Recorder(datastore, events_table_name=EVENTS_TABLE)
-        self._dsn = dsn
         self._listener: psycopg.Connection | None = None
 
     def wait_for_events(self, timeout_s: float) -> None:
         # The recorder NOTIFYs its channel in every insert transaction; Postgres delivers it on
-        # commit. Without a DSN to listen on, this is a plain sleep.
-        if self._dsn is None:
-            time.sleep(timeout_s)
-            return
+        # commit. The listener is its own connection (on the datastore's parameters), not a
+        # pooled one: it stays in LISTEN for the life of the process.
         if self._listener is None:
-            self._listener = psycopg.connect(self._dsn, autocommit=True)
+            kwargs = self.datastore.pool.kwargs
+            assert isinstance(kwargs, dict)  # the datastore passes a plain dict
+            params = {k: v for k, v in kwargs.items() if k != "row_factory"}
+            self._listener = psycopg.connect(autocommit=True, **params)
             self._listener.execute(f'LISTEN "{self.recorder.channel_name}"'.encode())
             return  # a commit just before LISTEN would go unheard: let the caller look first
         for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):

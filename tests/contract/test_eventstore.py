@@ -5,6 +5,7 @@ and "postgres" (PostgresEventStore on the real database, a fresh schema per test
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
     try:
         yield pg
     finally:
-        datastore.close()
+        pg.close()
         with psycopg.connect(settings.dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -301,3 +302,19 @@ def test_notification_state_is_the_canonical_envelope(store: EventStore) -> None
     assert note.state == ev[0][1].to_bytes()
     doc = json.loads(note.state)
     assert doc["hash"] == ev[0][1].hash and doc["prev_hash"] == GENESIS_HASH
+
+
+def test_a_commit_wakes_a_reader_waiting_for_events(store: EventStore) -> None:
+    # The relay waits like this between batches; a commit must end the wait, not the timeout.
+    store.wait_for_events(0.01)  # a reader that has looked once hears every commit from then on
+    woke = threading.Event()
+
+    def reader() -> None:
+        store.wait_for_events(60.0)
+        woke.set()
+
+    waiting = threading.Thread(target=reader)
+    waiting.start()
+    store.commit([Stream().next()], [])
+    assert woke.wait(20.0)
+    waiting.join()
