@@ -6,13 +6,12 @@ import psycopg
 from confluent_kafka import Message
 from prometheus_client import Counter
 from psycopg import Connection, Cursor
-from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from commands.results import CommandResult
 from events.envelope import EventEnvelope
 from projections import governance, registry
-from projections.ops import Event, Projection, Row, execute
+from projections.ops import Event, Projection, Row, execute, sql_value
 from veritas.kafka import headers, where
 
 PROJECTIONS: dict[str, Projection] = {**registry.PROJECTIONS, **governance.PROJECTIONS}
@@ -38,13 +37,16 @@ def command_status_row(value: bytes) -> Row:
     }
 
 
+STATUS_COLS = ("command_id", "status", "reason_code", "sub_code", "message", "events")
+_STATUS_INSERT = (
+    f"INSERT INTO rm_command_status ({', '.join(STATUS_COLS)})"
+    f" VALUES ({', '.join(['%s'] * len(STATUS_COLS))}) ON CONFLICT (command_id) DO NOTHING"
+)
+
+
 def _command_status(cur: Cursor, value: bytes) -> None:
     row = command_status_row(value)
-    cur.execute(
-        "INSERT INTO rm_command_status (command_id, status, reason_code, sub_code, message, events)"
-        " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (command_id) DO NOTHING",
-        [*list(row.values())[:-1], Jsonb(row["events"])],
-    )
+    cur.execute(_STATUS_INSERT, [sql_value(row[c]) for c in STATUS_COLS])
 
 
 def store_seq(record_headers: list[tuple[str, bytes]]) -> int | None:

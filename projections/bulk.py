@@ -27,6 +27,7 @@ from events.envelope import GENESIS_HASH, EventEnvelope
 from projections.apply import (
     PROJECTIONS,
     RESULTS_TOPIC,
+    STATUS_COLS,
     command_status_row,
     save_positions,
     store_seq,
@@ -51,7 +52,6 @@ AUDIT_COLS = (
     "kafka_offset",
     "store_seq",
 )
-STATUS_COLS = ("command_id", "status", "reason_code", "sub_code", "message", "events")
 CHUNK = 10_000  # append-only rows are streamed out in COPYs of this many
 TYPES = {
     k: int if k in ("version", "schema_version") else dict if k == "payload" else str
@@ -157,7 +157,7 @@ class Fold:
             raise BulkUnsupported(f"undecodable result: {exc}") from exc
         if row["command_id"] not in self.commands:  # ON CONFLICT DO NOTHING: the first one wins
             self.commands.add(row["command_id"])
-            self.status.append((*list(row.values())[:-1], _json(row["events"])))
+            self.status.append(tuple(_json(row[c]) for c in STATUS_COLS))
 
     def _event(
         self, topic: str, partition: int, offset: int, value: bytes | None, seq: int | None

@@ -63,7 +63,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _param(v: Any) -> Any:
+def sql_value(v: Any) -> Any:
+    """A row value as a query parameter: JSON columns hold dicts and lists."""
     return Jsonb(v) if isinstance(v, dict | list) else v
 
 
@@ -86,8 +87,10 @@ def execute(cur: Cursor, ops: Iterable[Op]) -> None:
     """Run operations as SQL in the cursor's transaction."""
     for op in ops:
         if isinstance(op, Insert):
-            cur.execute(_insert_sql(op.table, tuple(op.row)), [_param(v) for v in op.row.values()])
+            cur.execute(
+                _insert_sql(op.table, tuple(op.row)), [sql_value(v) for v in op.row.values()]
+            )
         else:
             sql = _update_sql(op.table, op.key, tuple(op.set), tuple(op.keep), tuple(op.append))
             values = [*op.set.values(), *op.keep.values(), *op.append.values(), op.value]
-            cur.execute(sql, [_param(v) for v in values])
+            cur.execute(sql, [sql_value(v) for v in values])
