@@ -63,6 +63,24 @@ _AUDIT_INSERT = (
 )
 
 
+# A version delivered twice (a copy on another topic or partition) is applied once, and its audit
+# row keeps the lowest (topic, partition, offset) among its copies, so that the read model does not
+# depend on which copy a consumer happened to read first. RETURNING says whether it was new.
+_AUDIT_CAREFUL = (
+    " ON CONFLICT (aggregate_id, version) DO UPDATE SET topic = excluded.topic,"
+    " kafka_partition = excluded.kafka_partition, kafka_offset = excluded.kafka_offset,"
+    ' store_seq = excluded.store_seq WHERE (excluded.topic COLLATE "C",'
+    ' excluded.kafka_partition, excluded.kafka_offset) < (rm_audit_log.topic COLLATE "C",'
+    " rm_audit_log.kafka_partition, rm_audit_log.kafka_offset) RETURNING xmax = 0"
+)
+# The same rule for a copy met after its row was written in bulk.
+AUDIT_RELOCATE = (
+    "UPDATE rm_audit_log SET topic = %(t)s, kafka_partition = %(p)s, kafka_offset = %(o)s,"
+    " store_seq = %(s)s WHERE aggregate_id = %(a)s AND version = %(v)s"
+    ' AND (%(t)s COLLATE "C", %(p)s, %(o)s) < (topic COLLATE "C", kafka_partition, kafka_offset)'
+)
+
+
 def _event(
     cur: Cursor,
     topic: str,
@@ -77,7 +95,7 @@ def _event(
     # Fast path: a plain insert, so statements can be pipelined; an aggregate version seen twice
     # raises, and the batch is redone carefully, where it is skipped instead.
     cur.execute(
-        _AUDIT_INSERT + (" ON CONFLICT DO NOTHING RETURNING 1" if careful else ""),
+        _AUDIT_INSERT + (_AUDIT_CAREFUL if careful else ""),
         (
             env.aggregate_id,
             env.version,
@@ -95,8 +113,10 @@ def _event(
             seq,
         ),
     )
-    if careful and cur.fetchone() is None:
-        return  # this aggregate version was already projected: never apply an event twice
+    if careful:
+        inserted = cur.fetchone()  # None, or (False,): this version was projected already
+        if inserted is None or not inserted[0]:
+            return  # never apply an event twice
     projection = PROJECTIONS.get(env.type)
     if projection is not None:
         event = Event(

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from events.envelope import GENESIS_HASH, EventEnvelope
 from projections.apply import (
+    AUDIT_RELOCATE,
     PROJECTIONS,
     RESULTS_TOPIC,
     STATUS_COLS,
@@ -119,6 +120,7 @@ class Fold:
         self.commands: set[str] = set()
         self.chains: dict[str, tuple[int, str]] = {}  # aggregate id -> (next version, last hash)
         self.chain_suspect = False
+        self.copies: list[dict[str, Any]] = []  # versions met again, on another topic or offset
         self.positions: dict[tuple[str, int], int] = {}
         self.records = 0
 
@@ -166,8 +168,11 @@ class Fold:
         assert value is not None
         agg, version = d["aggregate_id"], d["version"]
         expected, last_hash = self.chains.get(agg, (1, GENESIS_HASH))
-        if version < expected:
-            return  # this aggregate version was projected already: never apply an event twice
+        if version < expected:  # projected already: never apply an event twice
+            self.copies.append(
+                {"a": agg, "v": version, "t": topic, "p": partition, "o": offset, "s": seq}
+            )
+            return
         if version != expected:
             raise BulkUnsupported(f"{agg} v{version} arrived before v{expected}")
         if d["prev_hash"] != last_hash or not _hash_ok(d, value):
@@ -276,6 +281,7 @@ def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
             writer.put(_columns(table, rows))
     finally:
         writer.close()
-    with conn.transaction():
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(AUDIT_RELOCATE, fold.copies)
         save_positions(conn, fold.positions)
     return fold

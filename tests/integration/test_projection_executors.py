@@ -171,3 +171,23 @@ def test_bulk_flags_a_tampered_event(infra: Settings) -> None:
     clean = bulk.Fold()
     clean.record(Rec("registry.events", 0, 0, envs[0].to_bytes(), []))  # type: ignore[arg-type]
     assert not clean.chain_suspect
+
+
+def test_a_copy_on_another_topic_gives_the_same_audit_row_whichever_is_read_first(
+    infra: Settings, schemas: tuple[psycopg.Connection, str, str]
+) -> None:
+    admin, live, rebuilt = schemas
+    envs, results = _history()
+    recs = _records(envs, results)
+    copy = Rec("monitoring.events", 0, 5, recs[0].value(), [])  # sorts before registry.events
+    with _connect(infra, live) as conn, conn.transaction():
+        apply_batch(conn, [*recs, copy], {})  # type: ignore[list-item]
+    with _connect(infra, rebuilt) as conn:
+        bulk.rebuild(conn, iter([[copy, *recs]]))  # type: ignore[list-item]
+    assert digest(admin, live) == digest(admin, rebuilt)
+    where = admin.execute(
+        f"SELECT topic, kafka_offset FROM {live}.rm_audit_log WHERE aggregate_id = %s"
+        " AND version = 1".encode(),
+        (envs[0].aggregate_id,),
+    ).fetchone()
+    assert where == ("monitoring.events", 5)
