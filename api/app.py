@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -16,10 +15,6 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from slowapi import Limiter, _rate_limit_exceeded_handler
-from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import SlowAPIASGIMiddleware
-from slowapi.util import get_remote_address
 
 from api import schemas
 from api.middleware import Gate, auth_error_response
@@ -47,7 +42,6 @@ def create_app(container: Container | None = None) -> FastAPI:
         app.state.producer.flush(5)
         c.close()
 
-    limiter = Limiter(key_func=_client_key, default_limits=[c.settings.api_rate_limit])
     app = FastAPI(
         title="Veritas",
         version="0.1.0",
@@ -55,10 +49,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         description="Event-sourced control plane for ML models.",
     )
     app.state.container = c
-    app.state.limiter = limiter
-    app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
-    app.add_middleware(SlowAPIASGIMiddleware)
-    app.add_middleware(Gate, settings=c.settings)  # added last: runs first
+    app.add_middleware(Gate, settings=c.settings)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
@@ -75,14 +66,6 @@ def create_app(container: Container | None = None) -> FastAPI:
 
     read_routes(app, c)
     return app
-
-
-def _client_key(request: Request) -> str:
-    # Limit per caller: the bearer token when there is one (hashed: never keep the secret).
-    auth = request.headers.get("authorization")
-    if auth:
-        return "t:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
-    return "a:" + get_remote_address(request)
 
 
 # Dependencies that do no I/O are `async def`: FastAPI runs them in the event loop instead of

@@ -84,17 +84,21 @@ async def get_model(conn: AsyncConnection, name: str) -> Row | None:
     return await _one(conn, f"{MODEL_SELECT} WHERE m.name = %s", (name,))
 
 
-async def get_model_with_versions(conn: AsyncConnection, name: str) -> Row | None:
-    """The model and its versions in one round trip."""
-    return await _one(
-        conn,
-        "SELECT x.*, coalesce((SELECT json_agg(json_build_object('version', v.version,"
-        " 'stage', v.stage, 'metrics', v.metrics, 'approvals', v.approvals,"
-        " 'created_at', v.created_at) ORDER BY v.major, v.minor, v.patch)"
-        " FROM rm_model_versions v WHERE v.model_name = x.name), '[]') AS versions"
-        f" FROM ({MODEL_SELECT} WHERE m.name = %s) x",
-        (name,),
-    )
+async def get_model_json(conn: AsyncConnection, name: str) -> bytes | None:
+    """The model with its versions, rendered by Postgres as the API's ModelDetail JSON: one round
+    trip, and no Python row, jsonb decoding, validation or encoding on the hot read."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            b"SELECT (to_jsonb(x) - 'aggregate_id' || jsonb_build_object('as_of', NULL,"
+            b" 'versions', coalesce((SELECT jsonb_agg(jsonb_build_object('version', v.version,"
+            b" 'stage', v.stage, 'metrics', v.metrics, 'approvals', v.approvals,"
+            b" 'created_at', v.created_at) ORDER BY v.major, v.minor, v.patch)"
+            b" FROM rm_model_versions v WHERE v.model_name = x.name), '[]')))::text"
+            + f" FROM ({MODEL_SELECT} WHERE m.name = %s) x".encode(),
+            (name,),
+        )
+        row = await cur.fetchone()
+    return None if row is None else str(row[0]).encode()
 
 
 async def list_versions(conn: AsyncConnection, name: str) -> list[Row]:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_rate_limit: str = "300/second"  # per client (bearer token, else address), slowapi syntax
+    api_rate_limit: str = "300/second"  # per client (bearer token, else address), `limits` syntax
     ready_max_lag: int = 100  # /ready fails while projections trail Kafka by more records
     metrics_port_base: int = 9101
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api import schemas
 from tests.helpers import token
 from veritas.settings import Settings
 
@@ -110,6 +111,11 @@ def promoted(stack: Settings, api: httpx.Client) -> dict[str, Any]:
 def test_read_your_writes_and_current_state(api: httpx.Client, promoted: dict[str, Any]) -> None:
     hdr = {"authorization": f"Bearer {promoted['token']}"}
     body = api.get(f"/models/{promoted['name']}", headers=hdr).json()
+    # Postgres renders this body: it must be exactly the documented ModelDetail, no more.
+    assert set(body) == set(schemas.ModelDetail.model_fields)
+    assert all(set(v) == set(schemas.VersionSummary.model_fields) for v in body["versions"])
+    detail = schemas.ModelDetail.model_validate(body)
+    assert detail.as_of is None and detail.created_at.tzinfo is not None
     assert body["production_version"] == "1.1.0"
     assert body["version_count"] == 2
     assert {v["version"]: v["stage"] for v in body["versions"]} == {

@@ -23,7 +23,11 @@ def test_each_caller_is_rate_limited_separately() -> None:
     codes = [client.get("/health", headers=alice).status_code for _ in range(5)]
     assert codes == [200, 200, 200, 429, 429]
     assert client.get("/health", headers=bob).status_code == 200  # another caller is unaffected
-    assert "Rate limit exceeded" in client.get("/health", headers=alice).text
+    refused = client.get("/health", headers=alice)
+    assert "Rate limit exceeded: 3 per 1 minute" in refused.text
+    assert refused.json()["reason_code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-correlation-id"]
 
 
 def test_unauthenticated_requests_get_401_before_validation() -> None:
