@@ -94,6 +94,7 @@ def broker(settings: Settings, action: str) -> None:
             f"KAFKA_PORT={settings.kafka_port}",
             f"KAFKA_DATA_DIR={settings.kafka_data_dir}",
             f"KAFKA_HEAP={settings.kafka_heap}",
+            f"KAFKA_JVM_OPTS={settings.kafka_jvm_opts}",
             "bash",
             str(KAFKA_SCRIPT),
             action,

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     kafka_embedded: bool = True
     kafka_port: int = 9092
     kafka_heap: str = "512m"
+    # The embedded broker's JIT stops at C1: see infra/kafka/kafka.sh. Empty: the JVM's defaults.
+    kafka_jvm_opts: str = "-XX:TieredStopAtLevel=1"
     topic_partitions: int = 3
     topic_replication_factor: int = 1
     topic_min_insync_replicas: int = 1

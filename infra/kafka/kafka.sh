@@ -5,7 +5,10 @@
 #   kafka.sh stop             stop the broker started from this data directory (by pid)
 #   kafka.sh status           exit 0 when the broker answers on its port
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR (var/kafka),
-#   KAFKA_HEAP (512m), KAFKA_START_TIMEOUT (60 seconds).
+#   KAFKA_HEAP (512m), KAFKA_JVM_OPTS (-XX:TieredStopAtLevel=1), KAFKA_START_TIMEOUT (60 seconds).
+# KAFKA_JVM_OPTS: by default the JIT stops at C1. On a small machine (2 cores) a young broker's
+# C2 compiler thread took a third of a core for minutes under light load, and the broker's CPU per
+# command halved without it (bench/README.md). Set KAFKA_JVM_OPTS= for the JVM's default tiers.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -13,6 +16,7 @@ PORT="${KAFKA_PORT:-9092}"
 CPORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 DATA="${KAFKA_DATA_DIR:-$ROOT/var/kafka}"
 HEAP="${KAFKA_HEAP:-512m}"
+JVM_OPTS="${KAFKA_JVM_OPTS--XX:TieredStopAtLevel=1}"
 LIB="$HERE/.cache/lib"
 PIDFILE="$DATA/broker.pid"
 
@@ -68,7 +72,8 @@ start() {
     java_run kafka.tools.StorageTool format -t "$(java_run kafka.tools.StorageTool random-uuid)" \
       -c "$DATA/server.properties" >"$DATA/logs/format.log" 2>&1
   fi
-  nohup java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+  # shellcheck disable=SC2086  # JVM_OPTS is a list of options
+  nohup java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError $JVM_OPTS \
     -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DATA/logs" \
     -cp "$LIB/*" kafka.Kafka "$DATA/server.properties" >"$DATA/logs/stdout.log" 2>&1 &
   echo $! >"$PIDFILE"
