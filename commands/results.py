@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 
@@ -27,7 +27,9 @@ class CommandResult(BaseModel):
     events: list[EventRef] = []
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True).encode()
+        return orjson.dumps(
+            self.model_dump(mode="json", exclude_none=True), option=orjson.OPT_SORT_KEYS
+        )
 
     @classmethod
     def rejected(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://veritas.dev/aggregates")
 _RECORDED = itertools.count()  # process-wide recording order, for events across aggregates
 
 
+@functools.lru_cache(maxsize=65536)
 def aggregate_id(kind: str, *parts: str) -> UUID:
     """Deterministic aggregate ids, so a name always maps to the same stream."""
     return uuid5(ID_NAMESPACE, "/".join((kind, *parts)))

@@ -15,12 +15,34 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 GENESIS_HASH = "0" * 64
 
 
+def _has_float(obj: Any) -> bool:
+    todo = [obj]
+    while todo:
+        o = todo.pop()
+        if type(o) is float:
+            return True
+        if type(o) is dict:
+            todo.extend(o.values())
+        elif type(o) is list:
+            todo.extend(o)
+    return False
+
+
 def canonical_json(obj: Any) -> bytes:
+    # orjson writes the same bytes as the json module for everything but floats (it spells
+    # 1e-05 as 0.00001, 2e-09 as 2e-9), so a float anywhere takes the json module, whose repr
+    # is the contract. Non-string keys, 64-bit overflow and the like raise, and take it too.
+    if not _has_float(obj):
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -82,7 +104,8 @@ def seal(body: dict[str, Any]) -> EventEnvelope:
     jsonable.pop("hash")
     hashed = canonical_json(jsonable)
     digest = hashlib.sha256(body["prev_hash"].encode() + b"\n" + hashed).hexdigest()
-    env = unsealed.model_copy(update={"hash": digest})  # validated above; only the hash is new
+    env = unsealed
+    env.__dict__["hash"] = digest  # validated above and not shared yet; only the hash is new
     # With sorted keys "hash" sits between "event_id" and "occurred_at". The first `,"occurred_at":`
     # is that key: inside a string value a quote is always escaped.
     member = b',"hash":"' + digest.encode() + b'","occurred_at":'

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events.envelope import GENESIS_HASH, EventEnvelope, canonical_json, seal, verify_chain
 
@@ -223,3 +225,36 @@ def test_sealed_bytes_equal_the_canonical_json_of_the_fields(actor: str) -> None
     assert EventEnvelope.from_bytes(env.to_bytes()).computed_hash() == env.hash
     changed = env.model_copy(update={"actor": "mallory"})
     assert changed.to_bytes() == canonical_json(changed.to_json_dict())
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+@settings(max_examples=400)
+def test_canonical_json_is_byte_for_byte_the_design_rule(value: Any) -> None:
+    """Whatever path canonical_json takes (orjson, or the json module for floats and big
+    integers), its bytes are those of DESIGN's rule."""
+    try:
+        reference = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 encoding, for either
+        with pytest.raises((UnicodeEncodeError, TypeError)):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == reference
+
+
+@pytest.mark.parametrize("value", [1e-05, 2.3523573848418126e-09, {"m": {"loss": 7e-07}}, [2**64]])
+def test_canonical_json_spells_floats_and_big_integers_as_the_json_module(value: Any) -> None:
+    reference = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(value) == reference.encode()
