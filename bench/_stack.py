@@ -118,19 +118,23 @@ def stack_processes(s: Settings) -> dict[str, list[Any]]:
     import psutil
 
     roots = {
-        "kafka": _read_pid(s.kafka_data_dir / "broker.pid"),
-        "postgres": _read_pid(s.pg_data_dir / "data" / "postmaster.pid", first_line=True),
-        **{name: _read_pid(s.run_dir / f"{name}.pid") for name in COMPONENTS[2:]},
+        "kafka": [_read_pid(s.kafka_data_dir / "broker.pid")],
+        "postgres": [_read_pid(s.pg_data_dir / "data" / "postmaster.pid", first_line=True)],
+        **{name: [_read_pid(s.run_dir / f"{name}.pid")] for name in COMPONENTS[2:]},
     }
+    # Every command-handler instance counts as the command handler.
+    roots["command-handler"] += [_read_pid(p) for p in s.run_dir.glob("command-handler-*.pid")]
     out: dict[str, list[Any]] = {}
-    for name, pid in roots.items():
+    for name, pids in roots.items():
         procs: list[Any] = []
-        if pid is not None:
+        for pid in pids:
+            if pid is None:
+                continue
             try:
                 root = psutil.Process(pid)
-                procs = [root, *root.children(recursive=True)]
+                procs += [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
-                procs = []
+                pass
         out[name] = procs
     return out
 

@@ -18,15 +18,16 @@ from projections.schema import migrate
 from veritas import kafka, pg
 from veritas.bootstrap import bootstrap
 from veritas.settings import ROOT, Settings
-from workers.base import METRICS_PORT_OFFSET
-
-WORKERS = ("command-handler", "relay", "projector")
+from workers.base import handler_name, metrics_port
 
 
 def _commands(s: Settings) -> dict[str, list[str]]:
     py = sys.executable
     return {
-        "command-handler": [py, "-m", "workers.command_handler"],
+        **{
+            handler_name(i): [py, "-m", "workers.command_handler", str(i)]
+            for i in range(s.command_handlers)
+        },
         "relay": [py, "-m", "workers.relay"],
         "projector": [py, "-m", "workers.projector"],
         "api": [
@@ -58,7 +59,13 @@ def service_pid(s: Settings, name: str) -> int | None:
     cmdline = (
         Path(f"/proc/{value}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     )
-    marker = "api.main:app" if name == "api" else _commands(s)[name][2]
+    marker = (
+        "api.main:app"
+        if name == "api"
+        else "workers.command_handler"
+        if name.startswith("command-handler")
+        else f"workers.{name}"
+    )
     return value if marker in cmdline else None  # a reused pid is not ours
 
 
@@ -75,7 +82,7 @@ def _service_healthy(s: Settings, name: str) -> bool:
         return False
     if name == "api":
         return _http_ok(f"{s.api_url}/health")
-    return _http_ok(f"http://127.0.0.1:{s.metrics_port_base + METRICS_PORT_OFFSET[name]}/metrics")
+    return _http_ok(f"http://127.0.0.1:{metrics_port(s, name)}/metrics")
 
 
 def prepare(s: Settings) -> None:
@@ -170,7 +177,9 @@ def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
 
 
 def down(s: Settings) -> None:
-    for name in reversed(list(_commands(s))):
+    # Handler instances beyond today's setting may still run from an `up` with a larger one.
+    extra = [p.stem for p in sorted(s.run_dir.glob("command-handler-*.pid"))]
+    for name in dict.fromkeys([*reversed(list(_commands(s))), *extra]):
         pid = service_pid(s, name)
         if pid is not None:
             _stop_pid(pid)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = 3600
 
     handler_batch_max: int = 500
+    # Command-handler processes sharing the command topics' partitions (one consumer group; each
+    # its own transactional id and static membership). The event store's optimistic concurrency
+    # keeps them correct when two touch one aggregate.
+    command_handlers: int = Field(2, ge=1, le=8)
     handler_conflict_retries: int = 5
     relay_batch_max: int = 1000
     projector_batch_max: int = 1000

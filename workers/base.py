@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from veritas import logs
 from veritas.bootstrap import Container
+from veritas.settings import Settings
 
 
 class Stopper:
@@ -31,15 +32,24 @@ class Stopper:
 METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2}
 
 
+def handler_name(instance: int) -> str:
+    """The service name of command-handler instance `instance` (0 keeps the plain name)."""
+    return "command-handler" if instance == 0 else f"command-handler-{instance}"
+
+
+def metrics_port(settings: Settings, name: str) -> int:
+    if name.startswith("command-handler-"):  # instances 1.. follow the fixed offsets
+        return settings.metrics_port_base + 2 + int(name.rsplit("-", 1)[1])
+    return settings.metrics_port_base + METRICS_PORT_OFFSET[name]
+
+
 def start_worker(container: Container, name: str) -> Stopper:
     logs.configure(name, container.settings.log_level)
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it all and pause the loop for tens of ms.
     gc.collect()
     gc.freeze()
-    start_http_server(
-        container.settings.metrics_port_base + METRICS_PORT_OFFSET[name], addr="127.0.0.1"
-    )
+    start_http_server(metrics_port(container.settings, name), addr="127.0.0.1")
     return Stopper()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -28,7 +29,7 @@ from commands.service import Incoming, Outcome, process_batch
 from veritas import logs
 from veritas.bootstrap import Container, bootstrap
 from veritas.kafka import headers, transactional_producer, where
-from workers.base import consume_batch, start_worker
+from workers.base import consume_batch, handler_name, start_worker
 
 log = logging.getLogger("veritas.command_handler")
 OUTCOMES = Counter("veritas_commands_total", "Command outcomes", ["status", "reason_code"])
@@ -129,15 +130,16 @@ class Committer:
         return failed
 
 
-def run(container: Container) -> None:
+def run(container: Container, instance: int = 0) -> None:
     s = container.settings
-    stopper = start_worker(container, "command-handler")
+    stopper = start_worker(container, handler_name(instance))
+    tid = f"veritas-command-handler-{instance}"
     consumer = Consumer(
         container.kafka_config(
             **{
                 "group.id": "veritas-command-handler",
                 # Static membership: a restarted handler takes its partitions back at once.
-                "group.instance.id": "veritas-command-handler-0",
+                "group.instance.id": tid,
                 "session.timeout.ms": 10000,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -145,12 +147,10 @@ def run(container: Container) -> None:
             }
         )
     )
-    producer = transactional_producer(
-        container.settings, "veritas-command-handler-0", **{"linger.ms": 2}
-    )
+    producer = transactional_producer(container.settings, tid, **{"linger.ms": 2})
     consumer.subscribe(list(COMMAND_TOPICS.values()))
     store = container.store
-    log.info("command handler started")
+    log.info("command handler %d started", instance)
     msgs: list[Message] = []
     committer = Committer(producer, consumer)
     while not stopper.stopped:
@@ -184,4 +184,4 @@ def _recover(exc: Exception, producer: Producer, consumer: Consumer, msgs: list[
 
 
 if __name__ == "__main__":
-    run(bootstrap())
+    run(bootstrap(), int(sys.argv[1]) if len(sys.argv) > 1 else 0)

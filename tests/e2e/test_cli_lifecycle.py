@@ -75,13 +75,14 @@ def test_up_status_down_lifecycle() -> None:
     first = veritas("up")
     assert first.returncode == 0, first.stderr[-2000:]
     pids = _our_pids()
-    assert len(pids) == 6  # kafka, postgres, command-handler, relay, projector, api
+    assert len(pids) == 7  # kafka, postgres, two command handlers, relay, projector, api
     again = veritas("up")
     assert again.returncode == 0, again.stderr[-2000:]
     assert _our_pids() == pids  # up twice starts nothing new
     status = veritas("status")
     assert status.returncode == 0, status.stdout
-    for component in ("kafka", "postgres", "command-handler", "relay", "projector", "api"):
+    components = ("kafka", "postgres", "command-handler", "command-handler-1", "relay", "projector")
+    for component in (*components, "api"):
         assert any(
             line.startswith(component) and "healthy" in line for line in status.stdout.splitlines()
         )
@@ -94,7 +95,7 @@ def test_up_status_down_lifecycle() -> None:
         PORTS["controller"],
         PORTS["pg"],
         PORTS["api"],
-        *(PORTS["metrics"] + i for i in range(3)),
+        *(PORTS["metrics"] + i for i in range(4)),
     ]
     assert all(_free(p) for p in ports), [p for p in ports if not _free(p)]
     assert veritas("status").returncode == 1
