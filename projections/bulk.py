@@ -267,8 +267,46 @@ def _flush_appends(writer: Writer, fold: Fold) -> None:
     fold.audit, fold.status = [], []  # the writer owns the old lists now
 
 
+BOOKKEEPING = ["rm_meta", "rm_migrations", "rm_projection_positions", "rm_projection_errors"]
+_KEYS_AND_INDEXES = """
+SELECT format('ALTER TABLE %%I ADD CONSTRAINT %%I %%s', c.relname, k.conname,
+              pg_get_constraintdef(k.oid)),
+       format('ALTER TABLE %%I DROP CONSTRAINT %%I', c.relname, k.conname)
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+ WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'u')
+   AND c.relname <> ALL(%(skip)s)
+UNION ALL
+SELECT pg_get_indexdef(i.indexrelid), format('DROP INDEX %%I', x.relname)
+  FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+ WHERE c.relnamespace = current_schema()::regnamespace AND c.relname <> ALL(%(skip)s)
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+"""
+
+
+def _defer_indexes(conn: Connection) -> list[str]:
+    """Drop the read-model tables' keys and indexes in the fresh schema on `conn`, and return the
+    DDL that brings them back. One index build over the loaded rows costs a fraction of keeping
+    the index up to date row by row during COPY; a duplicate key still fails (at the build)."""
+    with conn.transaction():
+        rows = conn.execute(_KEYS_AND_INDEXES, {"skip": BOOKKEEPING}).fetchall()
+        for _, drop in rows:
+            conn.execute(drop)
+    return [create for create, _ in rows]
+
+
+def _restore_indexes(conn: Connection, ddl: list[str]) -> None:
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for statement in ddl:
+                conn.execute(statement)
+    except psycopg.IntegrityError as exc:
+        raise BulkUnsupported(f"key refused after COPY: {exc}") from exc
+
+
 def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
     """Fold every record of `batches` and write the result to the schema on `conn`."""
+    restore = _defer_indexes(conn)
     fold, writer = Fold(), Writer(conn)
     try:
         for batch in batches:
@@ -281,6 +319,7 @@ def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
             writer.put(_columns(table, rows))
     finally:
         writer.close()
+    _restore_indexes(conn, restore)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(AUDIT_RELOCATE, fold.copies)
         save_positions(conn, fold.positions)

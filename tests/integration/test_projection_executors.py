@@ -191,3 +191,34 @@ def test_a_copy_on_another_topic_gives_the_same_audit_row_whichever_is_read_firs
         (envs[0].aggregate_id,),
     ).fetchone()
     assert where == ("monitoring.events", 5)
+
+
+def _index_ddl(admin: psycopg.Connection, schema: str) -> list[str]:
+    rows = admin.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname", (schema,)
+    ).fetchall()
+    return [str(r[0]).replace(f"{schema}.", "") for r in rows]
+
+
+def test_bulk_rebuild_leaves_every_key_and_index_of_a_migrated_schema(
+    infra: Settings, schemas: tuple[psycopg.Connection, str, str]
+) -> None:
+    admin, _, rebuilt = schemas
+    before = _index_ddl(admin, rebuilt)
+    assert any("rm_audit_log_pkey" in d for d in before)  # keys and indexes to defer
+    envs, results = _history()
+    with _connect(infra, rebuilt) as conn:
+        bulk.rebuild(conn, iter([_records(envs, results)]))  # type: ignore[list-item]
+    assert _index_ddl(admin, rebuilt) == before
+
+
+def test_a_duplicate_key_found_only_when_the_index_is_built_is_refused(
+    infra: Settings, schemas: tuple[psycopg.Connection, str, str]
+) -> None:
+    _, _, rebuilt = schemas
+    with _connect(infra, rebuilt) as conn:
+        ddl = bulk._defer_indexes(conn)
+        for _ in range(2):
+            conn.execute("INSERT INTO rm_command_status (command_id, status) VALUES ('c', 'x')")
+        with pytest.raises(bulk.BulkUnsupported, match="key refused"):
+            bulk._restore_indexes(conn, ddl)
