@@ -21,24 +21,30 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 GENESIS_HASH = "0" * 64
 
 
-def _has_float(obj: Any) -> bool:
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _plain(obj: Any) -> bool:
+    """Only str, int, bool, None, dict and list, exactly (no float, no subclass, no other type)."""
     todo = [obj]
     while todo:
         o = todo.pop()
-        if type(o) is float:
-            return True
-        if type(o) is dict:
+        t = type(o)
+        if t is dict:
             todo.extend(o.values())
-        elif type(o) is list:
+        elif t is list:
             todo.extend(o)
-    return False
+        elif t not in _PLAIN:
+            return False
+    return True
 
 
 def canonical_json(obj: Any) -> bytes:
-    # orjson writes the same bytes as the json module for everything but floats (it spells
-    # 1e-05 as 0.00001, 2e-09 as 2e-9), so a float anywhere takes the json module, whose repr
-    # is the contract. Non-string keys, 64-bit overflow and the like raise, and take it too.
-    if not _has_float(obj):
+    # orjson writes the same bytes as the json module for plain JSON values, but spells floats
+    # differently (1e-05 as 0.00001, 2e-09 as 2e-9) and would serialise types the json module
+    # refuses (datetime, UUID). Anything but plain values takes the json module, whose output is
+    # the contract; non-string keys and 64-bit overflow raise in orjson and take it too.
+    if _plain(obj):
         try:
             return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
         except TypeError:

@@ -258,3 +258,9 @@ def test_canonical_json_is_byte_for_byte_the_design_rule(value: Any) -> None:
 def test_canonical_json_spells_floats_and_big_integers_as_the_json_module(value: Any) -> None:
     reference = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert canonical_json(value) == reference.encode()
+
+
+def test_canonical_json_refuses_what_the_json_module_refuses() -> None:
+    for value in ({"at": datetime(2026, 1, 1, tzinfo=UTC)}, {"id": AGG}):
+        with pytest.raises(TypeError):
+            canonical_json(value)
