@@ -34,6 +34,12 @@ from workers.base import consume_batch, handler_name, start_worker
 log = logging.getLogger("veritas.command_handler")
 OUTCOMES = Counter("veritas_commands_total", "Command outcomes", ["status", "reason_code"])
 BATCH_SECONDS = Histogram("veritas_command_batch_seconds", "Time to process one batch")
+BATCH_SIZE = Histogram(
+    "veritas_command_batch_size", "Commands per batch", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
+)
+COMMIT_SECONDS = Histogram(
+    "veritas_command_commit_seconds", "Offsets and commit of one batch's Kafka transaction"
+)
 
 
 def _auth_header(msg: Message) -> str | None:
@@ -107,8 +113,9 @@ class Committer:
         self.pending_msgs = msgs
 
     def _commit(self, offsets: list[TopicPartition], group: object) -> None:
-        self.producer.send_offsets_to_transaction(offsets, group)
-        self.producer.commit_transaction()
+        with COMMIT_SECONDS.time():
+            self.producer.send_offsets_to_transaction(offsets, group)
+            self.producer.commit_transaction()
 
     def wait(self) -> None:
         """Wait for the pending commit; raise its error (its messages go to `failed`)."""
@@ -159,6 +166,7 @@ def run(container: Container, instance: int = 0) -> None:
             if not msgs:
                 committer.wait()  # idle: finish the last commit now
                 continue
+            BATCH_SIZE.observe(len(msgs))
             with BATCH_SECONDS.time():
                 items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
                 outcomes = process_batch(items, store=store, settings=s, clock=container.clock)

@@ -21,10 +21,13 @@ from workers.base import handler_name, metrics_port
 INSTANCES = [handler_name(i) for i in range(2)]
 
 
-def _batches(s: Settings, name: str) -> float:
+def _count(s: Settings, name: str, metric: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{metrics_port(s, name)}/metrics", timeout=5).text
-    line = next(x for x in text.splitlines() if x.startswith("veritas_command_batch_seconds_count"))
+    line = next(x for x in text.splitlines() if x.startswith(f"{metric}_count"))
     return float(line.split()[-1])
+
+
+METRICS = ("veritas_command_batch_seconds", "veritas_command_commit_seconds")
 
 
 def test_two_handlers_share_the_partitions_and_race_on_one_aggregate_safely(
@@ -46,7 +49,7 @@ def test_two_handlers_share_the_partitions_and_race_on_one_aggregate_safely(
     assert results_for(stack, res_start, [reg["command_id"]])[reg["command_id"]][0]["status"] == (
         "accepted"
     )
-    batches_before = {n: _batches(stack, n) for n in INSTANCES}
+    before = {(n, m): _count(stack, n, m) for n in INSTANCES for m in METRICS}
 
     updates = [
         envelope("UpdateModelMetadata", {"name": name, "tags": {f"k{i}": "v"}}) for i in range(200)
@@ -66,8 +69,8 @@ def test_two_handlers_share_the_partitions_and_race_on_one_aggregate_safely(
     assert all(outcome[u["command_id"]]["reason_code"] == "conflict" for u in refused)
     assert len(accepted) + len(refused) == len(updates)
     assert len(accepted) >= len(updates) // 2
-    for n in INSTANCES:  # both instances handled commands of this run
-        assert _batches(stack, n) > batches_before[n], n
+    for n, m in before:  # both instances handled and committed batches of this run
+        assert _count(stack, n, m) > before[(n, m)], (n, m)
 
     c = bootstrap(stack)
     try:
