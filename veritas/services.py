@@ -69,20 +69,24 @@ def service_pid(s: Settings, name: str) -> int | None:
     return value if marker in cmdline else None  # a reused pid is not ours
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
+def _http_get(url: str, timeout: float = 2.0) -> str | None:
+    """The body of a 2xx answer, else None."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            return bool(200 <= r.status < 300)
+            return r.read().decode(errors="replace") if 200 <= r.status < 300 else None
     except OSError:
-        return False
+        return None
 
 
 def _service_healthy(s: Settings, name: str) -> bool:
-    if service_pid(s, name) is None:
+    pid = service_pid(s, name)
+    if pid is None:
         return False
     if name == "api":
-        return _http_ok(f"{s.api_url}/health")
-    return _http_ok(f"http://127.0.0.1:{metrics_port(s, name)}/metrics")
+        return _http_get(f"{s.api_url}/health") is not None
+    # The worker names its pid on /metrics: a leftover process on the port is not this service.
+    body = _http_get(f"http://127.0.0.1:{metrics_port(s, name)}/metrics")
+    return body is not None and f'pid="{pid}"' in body
 
 
 def prepare(s: Settings) -> None:

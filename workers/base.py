@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 
 from confluent_kafka import Consumer, Message
-from prometheus_client import start_http_server
+from prometheus_client import Info, start_http_server
 
 from veritas import logs
 from veritas.bootstrap import Container
@@ -28,6 +29,7 @@ class Stopper:
         return self.event.is_set()
 
 
+WORKER = Info("veritas_worker", "Which worker process answers on this metrics port")
 # Fixed offsets from settings.metrics_port_base, so `veritas status` knows where to look.
 METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2}
 
@@ -49,6 +51,7 @@ def start_worker(container: Container, name: str) -> Stopper:
     # full passes, which otherwise walk it all and pause the loop for tens of ms.
     gc.collect()
     gc.freeze()
+    WORKER.info({"name": name, "pid": str(os.getpid())})
     start_http_server(metrics_port(container.settings, name), addr="127.0.0.1")
     return Stopper()
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
 from veritas import services
 from veritas.settings import Settings
 from workers.base import handler_name, metrics_port
@@ -23,3 +30,43 @@ def test_one_handler_is_a_valid_layout() -> None:
     assert [n for n in services._commands(s) if n.startswith("command-handler")] == [
         "command-handler"
     ]
+
+
+def _serve(port: int, body: bytes) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_metrics_port_answered_by_another_process_is_not_healthy(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = Settings(var_dir=tmp_path, metrics_port_base=port)
+    s.run_dir.mkdir(parents=True)
+    # A stand-in with the worker's module name on its command line, so service_pid accepts it.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "workers.command_handler"]
+    )
+    try:
+        (s.run_dir / "command-handler.pid").write_text(str(proc.pid))
+        for pid, healthy in ((proc.pid + 1, False), (proc.pid, True)):
+            line = f'veritas_worker_info{{name="command-handler",pid="{pid}"}} 1.0\n'
+            server = _serve(port, line.encode())
+            try:
+                assert services._service_healthy(s, "command-handler") is healthy
+            finally:
+                server.shutdown()
+                server.server_close()
+    finally:
+        proc.kill()
+        proc.wait()
