@@ -117,13 +117,15 @@ def stack_processes(s: Settings) -> dict[str, list[Any]]:
     each with all its children."""
     import psutil
 
+    from veritas import services
+
     roots = {
         "kafka": [_read_pid(s.kafka_data_dir / "broker.pid")],
         "postgres": [_read_pid(s.pg_data_dir / "data" / "postmaster.pid", first_line=True)],
         **{name: [_read_pid(s.run_dir / f"{name}.pid")] for name in COMPONENTS[2:]},
     }
     # Every command-handler instance counts as the command handler.
-    roots["command-handler"] += [_read_pid(p) for p in s.run_dir.glob("command-handler-*.pid")]
+    roots["command-handler"] += [_read_pid(p) for p in services.handler_pidfiles(s)]
     out: dict[str, list[Any]] = {}
     for name, pids in roots.items():
         procs: list[Any] = []

@@ -80,10 +80,6 @@ async def list_models(
     )
 
 
-async def get_model(conn: AsyncConnection, name: str) -> Row | None:
-    return await _one(conn, f"{MODEL_SELECT} WHERE m.name = %s", (name,))
-
-
 async def get_model_json(conn: AsyncConnection, name: str) -> bytes | None:
     """The model with its versions, rendered by Postgres as the API's ModelDetail JSON: one round
     trip, and no Python row, jsonb decoding, validation or encoding on the hot read."""

@@ -18,7 +18,7 @@ from projections.schema import migrate
 from veritas import kafka, pg
 from veritas.bootstrap import bootstrap
 from veritas.settings import ROOT, Settings
-from workers.base import handler_name, metrics_port
+from workers.base import handler_instance, handler_name, metrics_port
 
 
 def _commands(s: Settings) -> dict[str, list[str]]:
@@ -50,6 +50,11 @@ def _pidfile(s: Settings, name: str) -> Path:
     return s.run_dir / f"{name}.pid"
 
 
+def handler_pidfiles(s: Settings) -> list[Path]:
+    """The recorded pids of command-handler instances 1.., whatever the setting is now."""
+    return sorted(p for p in s.run_dir.glob("command-handler-*.pid") if handler_instance(p.stem))
+
+
 def service_pid(s: Settings, name: str) -> int | None:
     try:
         value = int(_pidfile(s, name).read_text().strip())
@@ -59,13 +64,12 @@ def service_pid(s: Settings, name: str) -> int | None:
     cmdline = (
         Path(f"/proc/{value}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     )
-    marker = (
-        "api.main:app"
-        if name == "api"
-        else "workers.command_handler"
-        if name.startswith("command-handler")
-        else f"workers.{name}"
-    )
+    if name == "api":
+        marker = "api.main:app"
+    else:
+        marker = (
+            "workers.command_handler" if handler_instance(name) is not None else f"workers.{name}"
+        )
     return value if marker in cmdline else None  # a reused pid is not ours
 
 
@@ -182,7 +186,7 @@ def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
 
 def down(s: Settings) -> None:
     # Handler instances beyond today's setting may still run from an `up` with a larger one.
-    extra = [p.stem for p in sorted(s.run_dir.glob("command-handler-*.pid"))]
+    extra = [p.stem for p in handler_pidfiles(s)]
     for name in dict.fromkeys([*reversed(list(_commands(s))), *extra]):
         pid = service_pid(s, name)
         if pid is not None:

@@ -39,9 +39,18 @@ def handler_name(instance: int) -> str:
     return "command-handler" if instance == 0 else f"command-handler-{instance}"
 
 
+def handler_instance(name: str) -> int | None:
+    """The instance number a service name gives a command handler; None for other services."""
+    if name == "command-handler":
+        return 0
+    prefix, _, number = name.rpartition("-")
+    return int(number) if prefix == "command-handler" and number.isdigit() else None
+
+
 def metrics_port(settings: Settings, name: str) -> int:
-    if name.startswith("command-handler-"):  # instances 1.. follow the fixed offsets
-        return settings.metrics_port_base + 2 + int(name.rsplit("-", 1)[1])
+    instance = handler_instance(name)
+    if instance:  # instances 1.. follow the fixed offsets
+        return settings.metrics_port_base + len(METRICS_PORT_OFFSET) - 1 + instance
     return settings.metrics_port_base + METRICS_PORT_OFFSET[name]
 
 
