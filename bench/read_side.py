@@ -16,6 +16,15 @@ each as a ratio to a baseline measured in the same run on the same private stack
    appears. Baseline: raw produce -> consume on a scratch topic at the same rate, same message
    size, key and headers, same producer settings. ratio = p99 / p99; target <= 5.
 
+Two info rows bound what any implementation could reach on the same machine:
+- rebuild floor: the same consume, with every record COPYed verbatim into a scratch table and the
+  events' audit columns inserted into a keyless copy of rm_audit_log (no checks, chains,
+  projections, status rows or indexes), as a ratio to the raw consume;
+- one transactional hop: produce + commit of one record per Kafka transaction (as the relay runs
+  at that rate) -> read_committed consume, against a plain hop measured just before it. The
+  command path has a plain hop (command -> handler) and a transactional one (relay -> projector)
+  in series, plus two Postgres commits.
+
 Not a test: prints a markdown table and writes bench/results/read_side.json.
 Exit status 0 when the measurements completed; 1 when one could not (or, with --strict, when a
 target is missed).
@@ -64,6 +73,7 @@ from projections.digest import digest
 from projections.replay import TOPICS, replay, verify_chains
 from veritas.auth import issue_token
 from veritas.bootstrap import bootstrap
+from veritas.kafka import transactional_producer
 from veritas.settings import Settings
 
 COMMANDS_TOPIC = "registry.commands"
@@ -237,6 +247,14 @@ def load_history(s: Settings, token: str, n: int, updates: int, timeout_s: float
     }
 
 
+def _ends(c: Consumer) -> dict[tuple[str, int], int]:
+    ends: dict[tuple[str, int], int] = {}
+    for topic in TOPICS:
+        for p in c.list_topics(topic, timeout=10).topics[topic].partitions:
+            ends[(topic, p)] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+    return ends
+
+
 def raw_consume(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
     """Read every record of the replay's topics from offset 0 to the current end, read_committed,
     touching msg.value() only. Timed from the consumer's creation (the replay's time includes its
@@ -250,11 +268,7 @@ def raw_consume(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
             "isolation.level": "read_committed",
         }
     )
-    ends: dict[tuple[str, int], int] = {}
-    for topic in TOPICS:
-        for p in c.list_topics(topic, timeout=10).topics[topic].partitions:
-            ends[(topic, p)] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-    todo = {k: v for k, v in ends.items() if v > 0}
+    todo = {k: v for k, v in _ends(c).items() if v > 0}
     c.assign([TopicPartition(t, p, 0) for (t, p) in todo])
     records = nbytes = 0
     while todo and time.perf_counter() - t0 < timeout_s:
@@ -273,6 +287,66 @@ def raw_consume(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
         "records": records,
         "bytes": nbytes,
         "seconds": seconds,
+        "records_per_s": records / seconds,
+        "complete": not todo,
+    }
+
+
+_FLOOR_AUDIT = """
+INSERT INTO bench_floor.audit (aggregate_id, version, aggregate_type, event_id, type, actor,
+    occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset)
+SELECT (v->>'aggregate_id')::uuid, (v->>'version')::int, v->>'aggregate_type',
+       (v->>'event_id')::uuid, v->>'type', v->>'actor', (v->>'occurred_at')::timestamptz,
+       v->>'correlation_id', v->>'causation_id', v, topic, p, o
+  FROM bench_floor.staged WHERE topic <> 'commands.results'
+"""
+
+
+def replay_floor(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
+    """The least a rebuild into this Postgres must do, timed like raw_consume: read the same
+    topics from offset 0 (read_committed) and COPY every record verbatim into an unlogged scratch
+    table (values as jsonb), then insert each event's columns into a table shaped like
+    rm_audit_log without its keys and indexes. No checks, no chains, no projections, no status
+    rows: a rebuild cannot be faster than this on the same machine."""
+    with psycopg.connect(s.dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS bench_floor CASCADE")
+        conn.execute("CREATE SCHEMA bench_floor")
+        conn.execute(
+            "CREATE UNLOGGED TABLE bench_floor.staged (topic text, p int, o bigint, v jsonb)"
+        )
+        conn.execute(f"CREATE TABLE bench_floor.audit (LIKE {s.read_schema}.rm_audit_log)")
+        t0 = time.perf_counter()
+        c = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap_servers,
+                "group.id": f"bench-read-floor-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        todo = {k: v for k, v in _ends(c).items() if v > 0}
+        c.assign([TopicPartition(t, p, 0) for (t, p) in todo])
+        records = 0
+        with conn.cursor() as cur, cur.copy("COPY bench_floor.staged FROM STDIN") as copy:
+            while todo and time.perf_counter() - t0 < timeout_s:
+                for m in c.consume(10000, 0.05):
+                    if not m.error():
+                        copy.write_row(
+                            (m.topic(), m.partition(), m.offset(), (m.value() or b"").decode())
+                        )
+                        records += 1
+                for tp in c.position([TopicPartition(t, p) for (t, p) in todo]):
+                    if tp.offset >= todo[(tp.topic, tp.partition)]:
+                        del todo[(tp.topic, tp.partition)]
+        c.close()
+        copied = time.perf_counter()
+        conn.execute(_FLOOR_AUDIT)
+        seconds = time.perf_counter() - t0
+        conn.execute("DROP SCHEMA bench_floor CASCADE")
+    return {
+        "records": records,
+        "seconds": seconds,
+        "copy_phase_s": copied - t0,
         "records_per_s": records / seconds,
         "complete": not todo,
     }
@@ -516,6 +590,8 @@ def _paced_send(
     rate: float,
     sent: dict[str, int],
     sent_order: list[str],
+    *,
+    transactional: bool = False,
 ) -> float:
     t0 = time.perf_counter()
     for i, key in enumerate(keys):
@@ -524,7 +600,11 @@ def _paced_send(
             time.sleep(delay)
         value = build(key)
         sent[key] = time.perf_counter_ns()
+        if transactional:
+            p.begin_transaction()
         produce(p, topic, key, value, headers)
+        if transactional:
+            p.commit_transaction(30)
         sent_order.append(key)
     p.flush(30)
     return time.perf_counter() - t0
@@ -672,7 +752,13 @@ def raw_kafka_latency(
     seconds: float,
     warmup_s: float,
     start_at: float | None = None,
+    *,
+    transactional: bool = False,
 ) -> dict[str, Any]:
+    """Raw produce -> read_committed consume of command-sized records on a scratch topic. With
+    `transactional`, each record is produced and committed in its own Kafka transaction, as the
+    relay and the handler do when commands arrive one at a time: the least the design's path pays
+    per transactional hop."""
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
     if SCRATCH_TOPIC not in admin.list_topics(timeout=10).topics:
         for fut in admin.create_topics(
@@ -704,7 +790,11 @@ def raw_kafka_latency(
     t = threading.Thread(target=watch, daemon=True)
     t.start()
     time.sleep(0.5)
-    p = producer(s, **{"linger.ms": 1})
+    p = (
+        transactional_producer(s, f"bench-read-txn-{run}", **{"linger.ms": 1})
+        if transactional
+        else producer(s, **{"linger.ms": 1})
+    )
     _sleep_until(start_at)
     t_first = time.perf_counter_ns()
     send_s = _paced_send(
@@ -716,6 +806,7 @@ def raw_kafka_latency(
         rate,
         sent,
         [],
+        transactional=transactional,
     )
     t.join(30)
     stop.set()
@@ -794,6 +885,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raw2 = raw_consume(s)
         print(f"[read] raw consume again: {raw2['records_per_s']:.0f}/s", flush=True)
         raw_rps = (raw1["records_per_s"] + raw2["records_per_s"]) / 2
+        floor = replay_floor(s)
+        print(f"[read] rebuild floor (COPY + audit insert only): {floor['records_per_s']:.0f}/s")
+        data["rebuild_floor"] = floor
+        data["rebuild_floor_ratio"] = floor["records_per_s"] / raw_rps
         data["rebuild"] = rb
         data["raw_consume"] = {"before": raw1, "after": raw2, "records_per_s": raw_rps}
         data["rebuild_ratio"] = rb["rebuild_records_per_s"] / raw_rps
@@ -863,6 +958,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             klat = raw_kafka_latency(s, token, args.rate, args.lat_seconds, args.warmup_s)
             klat["cpu"] = meter.stop()
         lat["mode"] = klat["mode"] = args.latency_mode
+        wait_quiet(s, max_s=20.0, threshold=0.15)
+        # What Kafka transactions alone cost the path: a plain hop and a transactional hop (one
+        # transaction per record, as the relay runs at this rate), one after the other.
+        print("[read] one plain hop, then one transactional hop, at the same rate ...")
+        plain_hop = raw_kafka_latency(s, token, args.rate, args.lat_seconds, args.warmup_s)
+        tlat = raw_kafka_latency(
+            s, token, args.rate, args.lat_seconds, args.warmup_s, transactional=True
+        )
+        klat["plain_hop"], klat["transactional_hop"] = plain_hop, tlat
         data["latency"] = {"command_to_read_model": lat, "raw_kafka": klat}
         p99, kp99 = lat["command_to_read_model"]["p99_ms"], klat["produce_to_consume"]["p99_ms"]
         data["latency_ratio"] = p99 / kp99 if kp99 else float("nan")
@@ -874,9 +978,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 load["complete"],
                 raw1["complete"],
                 raw2["complete"],
+                floor["complete"],
                 rb["switched"],
                 lat["complete"],
                 klat["complete"],
+                plain_hop["complete"],
+                tlat["complete"],
             )
         ) and all(api[c][k]["non_200"] == 0 for c in clients for k in ("model", "health"))
     data["total_seconds"] = time.monotonic() - t_start
@@ -893,6 +1000,8 @@ def table(d: dict[str, Any]) -> str:
     rb, raw, api = d["rebuild"], d["raw_consume"], d["api"]
     lat = d["latency"]["command_to_read_model"]
     k = d["latency"]["raw_kafka"]["produce_to_consume"]
+    t = d["latency"]["raw_kafka"]["transactional_hop"]["produce_to_consume"]
+    ph = d["latency"]["raw_kafka"]["plain_hop"]["produce_to_consume"]
     c2r = lat["command_to_read_model"]
     rate = lat["rate_target_per_s"]
     st = lat["stages"]
@@ -916,6 +1025,15 @@ def table(d: dict[str, Any]) -> str:
             "raw read_committed consumer records/s",
             raw["records_per_s"],
             d["verified_rebuild_ratio"],
+            "info",
+            "",
+        ],
+        [
+            "rebuild floor records/s: COPY every record + insert the audit rows, nothing else",
+            d["rebuild_floor"]["records_per_s"],
+            "raw read_committed consumer records/s",
+            raw["records_per_s"],
+            d["rebuild_floor_ratio"],
             "info",
             "",
         ],
@@ -947,6 +1065,15 @@ def table(d: dict[str, Any]) -> str:
             "",
         ],
         [
+            f"one transactional hop (produce + commit -> read_committed) p99 ms @ {rate:.0f}/s",
+            t["p99_ms"],
+            "plain hop p99 ms, measured just before it",
+            ph["p99_ms"],
+            t["p99_ms"] / ph["p99_ms"],
+            "info",
+            "",
+        ],
+        [
             f"command -> read model p50 ms @ {rate:.0f}/s",
             c2r["p50_ms"],
             "raw Kafka produce -> consume p50 ms",
@@ -958,7 +1085,7 @@ def table(d: dict[str, Any]) -> str:
     ]
     for i, (client, ratio) in enumerate(d["api_ratio"].items()):
         a = api[client]
-        rows[1 + 3 * i : 1 + 3 * i] = [
+        rows[3 + 3 * i : 3 + 3 * i] = [
             [
                 f"GET /models/{{name}} req/s ({client} client, c={api['concurrency']})",
                 a["model"]["req_per_s"],
