@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import schemas
 from api.middleware import Gate, auth_error_response
+from api.openapi import document_auth
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
 from events.catalog import EVENT_TOPICS
 from projections import queries
@@ -65,6 +66,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     from api.reads import read_routes
 
     read_routes(app, c)
+    document_auth(app)
     return app
 
 

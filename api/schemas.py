@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 
 class ErrorBody(BaseModel):
     detail: str
+    reason_code: str | None = Field(
+        None, description="Set by the gate's refusals: unauthenticated, forbidden, rate_limited"
+    )
 
 
 class CommandRequest(BaseModel):

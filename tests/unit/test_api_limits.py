@@ -45,3 +45,27 @@ def test_forbidden_role_gets_403_with_a_reason() -> None:
     r = client.post("/commands", json={"type": "RegisterModel", "payload": {}}, headers=auditor)
     assert r.status_code == 403
     assert r.json()["reason_code"] == "forbidden"
+
+
+def test_openapi_declares_the_bearer_token_and_the_gate_refusals() -> None:
+    client, _ = _client()
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    ops = {(path, m): op for path, item in doc["paths"].items() for m, op in item.items()}
+    probes = {k for k in ops if k[0] in ("/health", "/ready", "/metrics")}
+    protected = ops.keys() - probes
+    assert {("/models/{name}", "get"), ("/commands", "post"), ("/audit/verify", "get")} <= protected
+    assert len(probes) == 3
+    for k in protected:
+        assert ops[k]["security"] == [{"bearerAuth": []}], k
+        assert {"401", "403", "429"} <= ops[k]["responses"].keys(), k
+    for k in probes:
+        assert "security" not in ops[k], k
+    # What the document promises is what a route without a token gets.
+    refused = client.get("/models/x")
+    assert refused.status_code == 401 and refused.json()["reason_code"] == "unauthenticated"
+    assert client.get("/openapi.json").json() == doc  # built once, served the same
