@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import orjson
 import psycopg
 import pytest
 
@@ -148,6 +149,29 @@ def test_a_duplicate_delivery_is_applied_once_by_both(
     with _connect(infra, rebuilt) as conn:
         bulk.rebuild(conn, iter([[*recs, again]]))  # type: ignore[list-item]
     assert digest(admin, live) == digest(admin, rebuilt)
+
+
+def test_results_the_model_coerces_give_the_same_status_rows_in_both(
+    infra: Settings, schemas: tuple[psycopg.Connection, str, str]
+) -> None:
+    admin, live, rebuilt = schemas
+    ref = {"event_id": str(uuid.uuid4()).upper(), "aggregate_id": str(uuid.uuid4()), "version": "4"}
+    odd = [
+        {"command_id": "c-upper", "status": "accepted", "events": [ref]},
+        {"command_id": "c-extra", "status": "rejected", "reason_code": "x", "trace": [1]},
+    ]
+    _, results = _history()
+    recs = [Rec("commands.results", 0, i, r.to_bytes(), []) for i, r in enumerate(results)]
+    recs += [Rec("commands.results", 1, i, orjson.dumps(v), []) for i, v in enumerate(odd)]
+    with _connect(infra, live) as conn, conn.transaction():
+        apply_batch(conn, recs, {})  # type: ignore[arg-type]
+    with _connect(infra, rebuilt) as conn:
+        bulk.rebuild(conn, iter([recs]))  # type: ignore[list-item]
+    assert digest(admin, live) == digest(admin, rebuilt)
+    stored = admin.execute(
+        f"SELECT events FROM {rebuilt}.rm_command_status WHERE command_id = 'c-upper'".encode()
+    ).fetchone()
+    assert stored == ([{**ref, "event_id": ref["event_id"].lower(), "version": 4}],)
 
 
 def test_bulk_refuses_what_only_the_record_path_reproduces(infra: Settings) -> None:
