@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from _stack import (
     wait_quiet,
     write_result,
 )
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from projections.digest import digest
@@ -255,40 +255,58 @@ def _ends(c: Consumer) -> dict[tuple[str, int], int]:
     return ends
 
 
+class FromZero:
+    """Every record of the replay's topics from offset 0 to the end they had at the start,
+    read_committed, in the batches consume() returns."""
+
+    def __init__(self, s: Settings, group: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap_servers,
+                "group.id": f"{group}-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.todo = {k: v for k, v in _ends(self.consumer).items() if v > 0}
+        self.consumer.assign([TopicPartition(t, p, 0) for (t, p) in self.todo])
+
+    def batches(self, t0: float, timeout_s: float) -> Iterator[list[Message]]:
+        c, todo = self.consumer, self.todo
+        while todo and time.perf_counter() - t0 < timeout_s:
+            yield [m for m in c.consume(10000, 0.05) if not m.error()]
+            for tp in c.position([TopicPartition(t, p) for (t, p) in todo]):
+                if tp.offset >= todo[(tp.topic, tp.partition)]:
+                    del todo[(tp.topic, tp.partition)]
+
+    @property
+    def complete(self) -> bool:
+        return not self.todo
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 def raw_consume(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
     """Read every record of the replay's topics from offset 0 to the current end, read_committed,
     touching msg.value() only. Timed from the consumer's creation (the replay's time includes its
     setup as well)."""
     t0 = time.perf_counter()
-    c = Consumer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
-            "group.id": f"bench-read-raw-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    todo = {k: v for k, v in _ends(c).items() if v > 0}
-    c.assign([TopicPartition(t, p, 0) for (t, p) in todo])
+    reader = FromZero(s, "bench-read-raw")
     records = nbytes = 0
-    while todo and time.perf_counter() - t0 < timeout_s:
-        for m in c.consume(10000, 0.05):
-            if m.error():
-                continue
+    for batch in reader.batches(t0, timeout_s):
+        for m in batch:
             v = m.value()
             nbytes += len(v) if v else 0
-            records += 1
-        for tp in c.position([TopicPartition(t, p) for (t, p) in todo]):
-            if tp.offset >= todo[(tp.topic, tp.partition)]:
-                del todo[(tp.topic, tp.partition)]
+        records += len(batch)
     seconds = time.perf_counter() - t0
-    c.close()
+    reader.close()
     return {
         "records": records,
         "bytes": nbytes,
         "seconds": seconds,
         "records_per_s": records / seconds,
-        "complete": not todo,
+        "complete": reader.complete,
     }
 
 
@@ -316,29 +334,16 @@ def replay_floor(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
         )
         conn.execute(f"CREATE TABLE bench_floor.audit (LIKE {s.read_schema}.rm_audit_log)")
         t0 = time.perf_counter()
-        c = Consumer(
-            {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
-                "group.id": f"bench-read-floor-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        todo = {k: v for k, v in _ends(c).items() if v > 0}
-        c.assign([TopicPartition(t, p, 0) for (t, p) in todo])
+        reader = FromZero(s, "bench-read-floor")
         records = 0
         with conn.cursor() as cur, cur.copy("COPY bench_floor.staged FROM STDIN") as copy:
-            while todo and time.perf_counter() - t0 < timeout_s:
-                for m in c.consume(10000, 0.05):
-                    if not m.error():
-                        copy.write_row(
-                            (m.topic(), m.partition(), m.offset(), (m.value() or b"").decode())
-                        )
-                        records += 1
-                for tp in c.position([TopicPartition(t, p) for (t, p) in todo]):
-                    if tp.offset >= todo[(tp.topic, tp.partition)]:
-                        del todo[(tp.topic, tp.partition)]
-        c.close()
+            for batch in reader.batches(t0, timeout_s):
+                for m in batch:
+                    copy.write_row(
+                        (m.topic(), m.partition(), m.offset(), (m.value() or b"").decode())
+                    )
+                records += len(batch)
+        reader.close()
         copied = time.perf_counter()
         conn.execute(_FLOOR_AUDIT)
         seconds = time.perf_counter() - t0
@@ -348,7 +353,7 @@ def replay_floor(s: Settings, timeout_s: float = 120.0) -> dict[str, Any]:
         "seconds": seconds,
         "copy_phase_s": copied - t0,
         "records_per_s": records / seconds,
-        "complete": not todo,
+        "complete": reader.complete,
     }
 
 

@@ -98,6 +98,16 @@ def _connect(s: Settings, schema: str) -> psycopg.Connection:
     return psycopg.connect(s.dsn, autocommit=True, options=f"-c search_path={schema}")
 
 
+def _project_both(
+    s: Settings, live: str, rebuilt: str, live_recs: list[Rec], bulk_recs: list[Rec]
+) -> None:
+    """The live projector's path in one batch into `live`, the bulk rebuild into `rebuilt`."""
+    with _connect(s, live) as conn, conn.transaction():
+        apply_batch(conn, live_recs, {})  # type: ignore[arg-type]
+    with _connect(s, rebuilt) as conn:
+        bulk.rebuild(conn, iter([bulk_recs]))  # type: ignore[list-item]
+
+
 def test_live_and_bulk_executors_give_identical_read_models(
     infra: Settings, schemas: tuple[psycopg.Connection, str, str]
 ) -> None:
@@ -144,10 +154,7 @@ def test_a_duplicate_delivery_is_applied_once_by_both(
     envs, results = _history()
     recs = _records(envs, results)
     again = Rec("registry.events", 9, 0, recs[0].value(), [])
-    with _connect(infra, live) as conn, conn.transaction():
-        apply_batch(conn, [*recs, again], {})  # type: ignore[list-item]
-    with _connect(infra, rebuilt) as conn:
-        bulk.rebuild(conn, iter([[*recs, again]]))  # type: ignore[list-item]
+    _project_both(infra, live, rebuilt, [*recs, again], [*recs, again])
     assert digest(admin, live) == digest(admin, rebuilt)
 
 
@@ -163,10 +170,7 @@ def test_results_the_model_coerces_give_the_same_status_rows_in_both(
     _, results = _history()
     recs = [Rec("commands.results", 0, i, r.to_bytes(), []) for i, r in enumerate(results)]
     recs += [Rec("commands.results", 1, i, orjson.dumps(v), []) for i, v in enumerate(odd)]
-    with _connect(infra, live) as conn, conn.transaction():
-        apply_batch(conn, recs, {})  # type: ignore[arg-type]
-    with _connect(infra, rebuilt) as conn:
-        bulk.rebuild(conn, iter([recs]))  # type: ignore[list-item]
+    _project_both(infra, live, rebuilt, recs, recs)
     assert digest(admin, live) == digest(admin, rebuilt)
     stored = admin.execute(
         f"SELECT events FROM {rebuilt}.rm_command_status WHERE command_id = 'c-upper'".encode()
@@ -204,10 +208,7 @@ def test_a_copy_on_another_topic_gives_the_same_audit_row_whichever_is_read_firs
     envs, results = _history()
     recs = _records(envs, results)
     copy = Rec("monitoring.events", 0, 5, recs[0].value(), [])  # sorts before registry.events
-    with _connect(infra, live) as conn, conn.transaction():
-        apply_batch(conn, [*recs, copy], {})  # type: ignore[list-item]
-    with _connect(infra, rebuilt) as conn:
-        bulk.rebuild(conn, iter([[copy, *recs]]))  # type: ignore[list-item]
+    _project_both(infra, live, rebuilt, [*recs, copy], [copy, *recs])
     assert digest(admin, live) == digest(admin, rebuilt)
     where = admin.execute(
         f"SELECT topic, kafka_offset FROM {live}.rm_audit_log WHERE aggregate_id = %s"
