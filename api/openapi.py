@@ -1,5 +1,7 @@
 """The OpenAPI document states the API's authentication: a bearer JWT on every route but the
-probes, and the 401 / 403 / 429 answers the gate gives before a route runs."""
+probes, and the 401 / 403 / 429 answers the gate gives before a route runs. (Written into the
+document rather than declared with a FastAPI Security dependency: the Gate already authenticates,
+and a dependency would be solved again on every request.)"""
 
 from __future__ import annotations
 

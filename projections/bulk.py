@@ -23,6 +23,7 @@ from confluent_kafka import Message
 from psycopg import Connection
 from pydantic import ValidationError
 
+from commands.results import CommandResult, EventRef
 from events.envelope import GENESIS_HASH, EventEnvelope
 from projections.apply import (
     AUDIT_RELOCATE,
@@ -82,8 +83,8 @@ def _envelope(value: bytes | None) -> dict[str, Any]:
     return d
 
 
-_RESULT_KEYS = frozenset(STATUS_COLS)
-_REF_KEYS = frozenset(("event_id", "aggregate_id", "version"))
+_RESULT_KEYS = frozenset(CommandResult.model_fields)
+_REF_KEYS = frozenset(EventRef.model_fields)
 _OPTIONAL = ("reason_code", "sub_code", "message")
 
 
