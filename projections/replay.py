@@ -2,7 +2,8 @@
 while the live one keeps serving, then swap the two schemas in one transaction.
 
 The swap locks the live rm_meta row (the live projector takes it FOR SHARE each batch, so it
-pauses), catches the rebuilt schema up to the live positions exactly, optionally compares digests,
+pauses), brings both schemas to the same positions exactly (the rebuilt one up to the live one, and
+a lagging live one up to the end the rebuild read to), optionally compares digests,
 bumps the generation and renames the schemas. The live projector then sees the new generation and
 continues from the rebuilt schema's positions.
 """
@@ -51,6 +52,11 @@ class ReplayReport:
     table_digests: dict[str, tuple[str, str]] = field(default_factory=dict)
     mode: str = ""  # "bulk", or "records" when the history needed the record-by-record path
     fallback_reason: str = ""
+    live_caught_up: int = 0  # records the live schema lacked when the rebuild was done
+
+    @property
+    def differing(self) -> list[str]:
+        return [t for t, (rebuilt, live) in self.table_digests.items() if rebuilt != live]
 
     @property
     def digests_match(self) -> bool:
@@ -200,14 +206,16 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
             admin.execute(
                 "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"
             )  # pauses the live projector
-            target = {k: v + 1 for k, v in load_positions(admin).items()}
-            have = {k: v + 1 for k, v in load_positions(conn).items()}
-            report.records += _copy_range(conn, consumer, have, target)
+            _align(report, admin, conn, consumer)
             if verify:
                 _compare(report, admin, conn, live, new)
             if not verify or (report.digests_match and report.chain_break is None):
                 _swap(admin, live, new)
                 report.switched = True
+            elif report.live_caught_up:
+                # The live projector's in-memory positions are behind what was applied here: a new
+                # generation makes it reload them before its next batch.
+                admin.execute("UPDATE rm_meta SET generation = generation + 1")
         if report.switched:
             admin.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"{live}_old"))
@@ -218,6 +226,17 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
         admin.close()
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _align(report: ReplayReport, admin: Connection, conn: Connection, consumer: Consumer) -> None:
+    """Bring both schemas to the same position on every partition, under the lock: the rebuilt one
+    up to where the live projector has got, and the live one up to the end the rebuild read to
+    when the live projector lags (or is not running)."""
+    live = {k: v + 1 for k, v in load_positions(admin).items()}
+    rebuilt = {k: v + 1 for k, v in load_positions(conn).items()}
+    target = {k: max(live.get(k, 0), rebuilt.get(k, 0)) for k in live.keys() | rebuilt.keys()}
+    report.records += _copy_range(conn, consumer, rebuilt, target)
+    report.live_caught_up = _copy_range(admin, consumer, live, target)
 
 
 def _swap(admin: Connection, live: str, new: str) -> None:

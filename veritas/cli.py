@@ -135,9 +135,10 @@ def replay_cmd(
     typer.echo(
         f"live digest      : {report.live_digest} ({'match' if report.digests_match else 'DIFFER'})"
     )
-    for table, (rebuilt, live) in report.table_digests.items():
-        if rebuilt != live:
-            typer.echo(f"  differs: {table}")
+    for table in report.differing:
+        typer.echo(f"  differs: {table}")
+    if report.live_caught_up:
+        typer.echo(f"live caught up   : {report.live_caught_up} records it had not projected yet")
     typer.echo(f"switched         : {'yes' if report.switched else 'no'}")
     ok = report.switched and (not verify or (report.digests_match and report.chain_break is None))
     raise typer.Exit(0 if ok else 1)

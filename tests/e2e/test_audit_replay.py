@@ -75,7 +75,7 @@ def test_projector_killed_mid_batch_reaches_the_same_digest_as_a_rebuild(stack: 
     assert tags == len(names)  # every update applied, none lost
     report = replay(bootstrap(stack), verify=True)
     assert report.chain_break is None
-    assert report.rebuilt_digest == report.live_digest, report.table_digests
+    assert report.rebuilt_digest == report.live_digest, report.differing
     assert report.switched
     # After the swap the live projector follows the new schema: new work still shows up.
     _register(stack, [f"{run}-after"], updates=0)
