@@ -206,7 +206,7 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
             admin.execute(
                 "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"
             )  # pauses the live projector
-            _align(report, admin, conn, consumer)
+            _align(report, admin, conn, consumer, live_too=verify)
             if verify:
                 _compare(report, admin, conn, live, new)
             if not verify or (report.digests_match and report.chain_break is None):
@@ -228,15 +228,18 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
     return report
 
 
-def _align(report: ReplayReport, admin: Connection, conn: Connection, consumer: Consumer) -> None:
+def _align(
+    report: ReplayReport, admin: Connection, conn: Connection, consumer: Consumer, *, live_too: bool
+) -> None:
     """Bring both schemas to the same position on every partition, under the lock: the rebuilt one
-    up to where the live projector has got, and the live one up to the end the rebuild read to
-    when the live projector lags (or is not running)."""
+    up to where the live projector has got, and (when they are to be compared) the live one up to
+    the end the rebuild read to, where the live projector lags or is not running."""
     live = {k: v + 1 for k, v in load_positions(admin).items()}
     rebuilt = {k: v + 1 for k, v in load_positions(conn).items()}
     target = {k: max(live.get(k, 0), rebuilt.get(k, 0)) for k in live.keys() | rebuilt.keys()}
     report.records += _copy_range(conn, consumer, rebuilt, target)
-    report.live_caught_up = _copy_range(admin, consumer, live, target)
+    if live_too:
+        report.live_caught_up = _copy_range(admin, consumer, live, target)
 
 
 def _swap(admin: Connection, live: str, new: str) -> None:
