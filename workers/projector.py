@@ -62,7 +62,8 @@ class Projector:
         consumer.assign(partitions)
 
     def _resync(self) -> None:
-        """The read models were swapped by a replay: continue from the positions stored there."""
+        """A replay swapped the read models, or caught the live ones up without swapping: continue
+        from the positions stored there."""
         self.positions = load_positions(self.conn)
         self.generation = load_generation(self.conn)
         for tp in self.consumer.assignment():
@@ -70,7 +71,8 @@ class Projector:
             offset = stored + 1 if stored is not None else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         log.info(
-            "read models swapped (generation %d); resumed from their positions", self.generation
+            "read models changed by a replay (generation %d); resumed from their positions",
+            self.generation,
         )
 
     def step(self, max_records: int, timeout_s: float) -> int:
