@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,10 +22,9 @@ from api import schemas
 from api.middleware import Gate, auth_error_response
 from api.openapi import document_auth
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
-from events.catalog import EVENT_TOPICS
 from projections import queries
-from projections.apply import load_positions
-from veritas import kafka, logs, pg
+from projections.apply import count_projection_errors, load_positions
+from veritas import health, logs
 from veritas.auth import AuthError, Principal, authorize
 from veritas.bootstrap import Container, bootstrap
 
@@ -34,11 +35,23 @@ def create_app(container: Container | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.producer = Producer(
-            c.kafka_config(**{"enable.idempotence": True, "linger.ms": 1})
+            c.kafka_config(
+                **{
+                    "enable.idempotence": True,
+                    "linger.ms": 1,
+                    # A command not on Kafka within this is answered 503 (the caller may resend it
+                    # with the same command_id: commands are idempotent).
+                    "message.timeout.ms": int(c.settings.kafka_call_timeout_s * 1000),
+                    "message.max.bytes": c.settings.command_max_bytes + 64 * 1024,
+                }
+            )
         )
         app.state.pool = c.async_pool()
-        await app.state.pool.open()
+        await app.state.pool.open(wait=False)
+        app.state.health = HealthCache(c)
+        sampler = asyncio.create_task(app.state.health.run())
         yield
+        sampler.cancel()
         await app.state.pool.close()
         app.state.producer.flush(5)
         c.close()
@@ -97,22 +110,17 @@ Pool = Annotated[AsyncConnectionPool, Depends(read_pool)]
 
 def _probe_routes(app: FastAPI, c: Container) -> None:
     @app.get("/health", tags=["probes"])
-    async def health() -> dict[str, str]:
+    async def alive() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/ready", tags=["probes"], responses={503: {"model": schemas.ErrorBody}})
-    def ready() -> dict[str, Any]:
-        checks: dict[str, Any] = {
-            "postgres": pg.is_ready(c.settings.dsn),
-            "kafka": kafka.broker_ready(c.settings),
-        }
-        if all(checks.values()):
-            lag = projection_lag(c)
-            checks["projection_lag"] = lag
-            checks["projections"] = lag <= c.settings.ready_max_lag
-        if not (checks["postgres"] and checks["kafka"] and checks.get("projections")):
-            raise HTTPException(503, f"not ready: {json.dumps(checks)}")
-        return {"status": "ready", **checks}
+    async def ready(request: Request) -> Any:
+        components = await request.app.state.health.current()
+        body = {"components": [dataclasses.asdict(x) for x in components]}
+        if health.ready(components):
+            return {"status": "ready", **body}
+        bad = [f"{x.name} {x.status}" for x in components if not x.healthy]
+        return JSONResponse({"detail": f"not ready: {', '.join(bad)}", **body}, 503)
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
     def metrics() -> Response:
@@ -156,14 +164,20 @@ def _command_routes(app: FastAPI, c: Container) -> None:
             "correlation_id": body.correlation_id or logs.correlation_id.get(),
             "payload": body.payload,
         }
-        producer: Producer = request.app.state.producer
-        producer.produce(
+        value = json.dumps(envelope).encode()
+        if len(value) > c.settings.command_max_bytes:
+            raise HTTPException(
+                413,
+                f"the command is {len(value)} bytes; the limit is {c.settings.command_max_bytes}",
+            )
+        await _deliver(
+            request.app.state.producer,
+            c.settings.kafka_call_timeout_s,
             COMMAND_TOPICS[cls.context],
             key=_partition_key(body, command_id),
-            value=json.dumps(envelope).encode(),
+            value=value,
             headers=[("authorization", request.headers["authorization"].encode())],
         )
-        await asyncio.to_thread(producer.flush, 10)
         if wait:
             status = await _wait_for(c, request.app.state.pool, command_id)
             if status is not None:
@@ -186,6 +200,22 @@ def _command_routes(app: FastAPI, c: Container) -> None:
             return row
 
 
+async def _deliver(producer: Producer, timeout_s: float, topic: str, **message: Any) -> None:
+    """Produce one command and wait until Kafka has it; 503 when it does not in time."""
+    outcome: list[KafkaError | None] = []
+    try:
+        producer.produce(topic, on_delivery=lambda err, _: outcome.append(err), **message)
+    except (BufferError, KafkaException) as exc:
+        raise HTTPException(503, f"Kafka refused the command ({exc}); send it again") from None
+    await asyncio.to_thread(producer.flush, timeout_s + 1)
+    if not outcome or outcome[0] is not None:
+        why = outcome[0] if outcome else "no answer in time"
+        raise HTTPException(
+            503,
+            f"the command did not reach Kafka ({why}); send it again with the same command_id",
+        )
+
+
 async def _wait_for(
     c: Container, pool: AsyncConnectionPool, command_id: str
 ) -> dict[str, Any] | None:
@@ -203,21 +233,35 @@ async def _wait_for(
     return None
 
 
-def projection_lag(c: Container) -> int:
-    """Records on the projected topics that the read models have not applied yet."""
-    with c.read_model_connection() as conn:
-        stored = load_positions(conn)
-    consumer = Consumer(c.kafka_config(**{"group.id": "veritas-ready"}))
-    try:
-        lag = 0
-        for topic in (*EVENT_TOPICS.values(), "commands.results"):
-            for p in consumer.list_topics(topic, timeout=5).topics[topic].partitions:
-                high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                # A transaction's commit marker takes one offset after its last record.
-                lag += max(0, high - stored.get((topic, p), -1) - 2)
-        return lag
-    finally:
-        consumer.close()
+class HealthCache:
+    """The API samples the stack's health in the background (veritas.health) and /ready answers
+    from the latest sample; a stale one (the sampler stuck) is replaced on demand."""
+
+    def __init__(self, c: Container) -> None:
+        self.c = c
+        self.at = 0.0
+        self.components: list[health.Component] = []
+
+    def _sample(self) -> list[health.Component]:
+        try:
+            return health.sample(self.c.settings, load_positions, count_projection_errors)
+        except Exception as exc:  # a probe that fails is itself a finding, never a 500
+            return [health.Component("health-probe", "down", f"{type(exc).__name__}: {exc}")]
+
+    async def refresh(self) -> list[health.Component]:
+        self.components = await asyncio.to_thread(self._sample)
+        self.at = time.monotonic()
+        return self.components
+
+    async def run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.c.settings.health_sample_s)
+
+    async def current(self) -> list[health.Component]:
+        if time.monotonic() - self.at > 3 * self.c.settings.health_sample_s:
+            return await self.refresh()
+        return self.components
 
 
 app_factory = create_app

@@ -5,12 +5,11 @@ middleware matched every route again per request; one plain ASGI layer costs a f
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import uuid
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from prometheus_client import Counter
@@ -36,13 +35,20 @@ def auth_error_response(exc: AuthError) -> JSONResponse:
     )
 
 
-def caller_key(scope: Scope, authorization: str | None) -> str:
-    """Limit per caller: the bearer token when there is one (hashed: never keep the secret),
-    else the client address."""
-    if authorization:
-        return "t:" + hashlib.sha256(authorization.encode()).hexdigest()[:32]
+def _address(scope: Scope) -> str:
     client = scope.get("client")
     return "a:" + (client[0] if client else "unknown")
+
+
+def _header_bytes(scope: Scope) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+
+
+def _too_large(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse({"detail": message, "reason_code": code}, status)
+
+
+_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 class Gate:
@@ -50,17 +56,51 @@ class Gate:
         self.app = app
         self.settings = settings
         self.rate = parse(settings.api_rate_limit)
+        # Whoever has no valid token is limited by address, however often the token changes.
+        self.unauthenticated_rate = parse(settings.api_unauthenticated_rate_limit)
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
 
-    def _rate_limited(self, key: str) -> JSONResponse | None:
-        if self.limiter.hit(self.rate, key):
+    def _rate_limited(self, rate: RateLimitItem, key: str) -> JSONResponse | None:
+        if self.limiter.hit(rate, key):
             return None
-        reset = self.limiter.get_window_stats(self.rate, key).reset_time
+        reset = self.limiter.get_window_stats(rate, key).reset_time
         return JSONResponse(
-            {"detail": f"Rate limit exceeded: {self.rate}", "reason_code": "rate_limited"},
+            {"detail": f"Rate limit exceeded: {rate}", "reason_code": "rate_limited"},
             429,
             headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
         )
+
+    def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
+        """Why the request is refused before anyone reads it: oversized headers or body (431,
+        413), no valid token (401), or its caller over the rate limit (429)."""
+        limit = self.settings.api_max_header_bytes
+        if (size := _header_bytes(scope)) > limit:
+            return _too_large(
+                431, f"request headers are {size} bytes; the limit is {limit}", "headers_too_large"
+            )
+        length = headers.get("content-length")
+        body_limit = self.settings.command_max_bytes
+        if length and length.isdigit() and int(length) > body_limit:
+            return _too_large(
+                413, f"request body is {length} bytes; the limit is {body_limit}", "too_large"
+            )
+        auth = headers.get("authorization")
+        try:
+            principal = (
+                authenticate(self.settings, auth)
+                if auth or scope["path"] not in PUBLIC_PATHS
+                else None
+            )
+        except AuthError as exc:
+            if scope["path"] not in PUBLIC_PATHS:
+                return self._rate_limited(
+                    self.unauthenticated_rate, _address(scope)
+                ) or auth_error_response(exc)
+            principal = None
+        if principal is None:
+            return self._rate_limited(self.unauthenticated_rate, _address(scope))
+        scope.setdefault("state", {})["principal"] = principal
+        return self._rate_limited(self.rate, "s:" + principal.subject)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,19 +119,46 @@ class Gate:
 
         with logs.correlated(cid):
             try:
-                auth = headers.get("authorization")
-                refused = self._rate_limited(caller_key(scope, auth))
+                refused = self._refusal(scope, headers)
+                chunked = "content-length" not in headers and scope["method"] in _BODY
+                if refused is None and chunked:
+                    limit = self.settings.command_max_bytes
+                    if (replay := await _buffered(receive, limit)) is None:
+                        msg = f"request body is over the limit of {limit} bytes"
+                        refused = _too_large(413, msg, "too_large")
+                    else:
+                        receive = replay
                 if refused is not None:
                     await refused(scope, receive, send_with_id)
                     return
-                if scope["path"] not in PUBLIC_PATHS:
-                    try:
-                        principal = authenticate(self.settings, auth)
-                    except AuthError as exc:
-                        await auth_error_response(exc)(scope, receive, send_with_id)
-                        return
-                    scope.setdefault("state", {})["principal"] = principal
                 await self.app(scope, receive, send_with_id)
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 REQUESTS.labels(route, str(status)).inc()
+
+
+async def _buffered(receive: Receive, limit: int) -> Receive | None:
+    """A body without Content-Length (chunked) read whole up front, at most `limit` bytes: None
+    when it is over. (Raising while the app reads it would reach the app as a parse error.)"""
+    chunks, seen = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        seen += len(chunks[-1])
+        if seen > limit:
+            return None
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

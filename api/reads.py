@@ -173,6 +173,15 @@ def read_routes(app: FastAPI, c: Container) -> None:
     ) -> Any:
         if source == "topics":
             names = topic or list(EVENT_TOPICS.values())
+            # Only the event topics, or copies of them made for an audit: never an arbitrary or
+            # internal topic (a scan reads the whole of it).
+            others = [n for n in names if not audit.auditable_topic(n)]
+            if others:
+                raise HTTPException(
+                    422,
+                    f"only event topics ({', '.join(EVENT_TOPICS.values())}) or audit copies"
+                    f" ({audit.COPY_PREFIX}*) can be verified, not {sorted(others)}",
+                )
             if not set(names) <= kafka.existing_topics(c.settings):
                 raise HTTPException(
                     404,

@@ -103,29 +103,17 @@ def percentile(values: Sequence[float], q: float) -> float:
 COMPONENTS = ("kafka", "postgres", "command-handler", "relay", "projector", "api")
 
 
-def _read_pid(path: Path, first_line: bool = False) -> int | None:
-    try:
-        text = path.read_text()
-        return int(text.splitlines()[0] if first_line else text.strip())
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def stack_processes(s: Settings) -> dict[str, list[Any]]:
-    """psutil processes of each component, found by the pids the stack records (never by name):
-    var/bench/kafka/broker.pid, var/bench/pg/data/postmaster.pid, var/bench/run/<worker>.pid,
-    each with all its children."""
+    """psutil processes of each component, found by the pids its supervisor reports (never by
+    name), each with all its children. Every command-handler instance counts as the handler."""
     import psutil
 
     from veritas import services
 
-    roots = {
-        "kafka": [_read_pid(s.kafka_data_dir / "broker.pid")],
-        "postgres": [_read_pid(s.pg_data_dir / "data" / "postmaster.pid", first_line=True)],
-        **{name: [_read_pid(s.run_dir / f"{name}.pid")] for name in COMPONENTS[2:]},
-    }
-    # Every command-handler instance counts as the command handler.
-    roots["command-handler"] += [_read_pid(p) for p in services.handler_pidfiles(s)]
+    roots: dict[str, list[int | None]] = {name: [] for name in COMPONENTS}
+    for name, pid in services.service_pids(s).items():
+        kind = "command-handler" if name.startswith("command-handler") else name
+        roots.setdefault(kind, []).append(pid)
     out: dict[str, list[Any]] = {}
     for name, pids in roots.items():
         procs: list[Any] = []

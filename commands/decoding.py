@@ -16,7 +16,6 @@ from commands.upcasting import upcast
 from veritas.auth import AuthError, Principal, authenticate, authorize
 from veritas.settings import Settings
 
-MAX_COMMAND_BYTES = 256 * 1024
 _COMMAND_ID = re.compile(COMMAND_ID_PATTERN)
 
 
@@ -41,8 +40,12 @@ def _errors(exc: ValidationError) -> str:
 def decode(
     settings: Settings, raw: bytes | None, authorization: str | None
 ) -> Ready | CommandResult | DeadLetter:
-    if raw is None or len(raw) > MAX_COMMAND_BYTES:
-        return DeadLetter("invalid_json", "empty message or larger than 256 KiB")
+    if raw is None:
+        return DeadLetter("invalid_json", "empty message")
+    if len(raw) > settings.command_max_bytes:
+        return DeadLetter(
+            "too_large", f"{len(raw)} bytes; the limit is {settings.command_max_bytes}"
+        )
     try:
         doc = json.loads(raw.decode("utf-8"))  # DESIGN: UTF-8 only, never UTF-16/32 or a BOM
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeGuard
 
-import psycopg
-from eventsourcing.persistence import PersistenceError
 from prometheus_client import Counter
 
 from commands.decoding import DeadLetter, Ready, decode
@@ -25,6 +23,7 @@ from domain.errors import DomainError
 from events.envelope import EventEnvelope
 from veritas import logs
 from veritas.eventstore import ConcurrencyError, EventStore
+from veritas.faults import transient
 from veritas.settings import Settings
 from veritas.uow import UnitOfWork
 
@@ -43,6 +42,7 @@ Clock = Callable[[], datetime]
 class Incoming:
     value: bytes | None
     authorization: str | None
+    topic: str | None = None
 
 
 def _meta(ready: Ready, clock: Clock) -> Meta:
@@ -64,9 +64,9 @@ def _apply(
     except DomainError as exc:
         uow.rollback_command()
         return CommandResult.rejected(cid, exc.reason_code, exc.message, exc.sub_code), []
-    except (PersistenceError, psycopg.Error, OSError):
-        raise  # infrastructure trouble: the worker retries the whole batch
     except Exception as exc:
+        if transient(exc):
+            raise  # infrastructure trouble: the worker retries the whole batch
         # A bug in one command's handling must not block its partition: dead-letter it.
         log.exception("handler failed on command %s", cid)
         uow.rollback_command()
@@ -88,6 +88,31 @@ def _cid(d: Ready | CommandResult) -> str:
 
 
 def process_batch(
+    items: Sequence[Incoming], *, store: EventStore, settings: Settings, clock: Clock
+) -> list[Outcome]:
+    """Every item's outcome. Only a transient fault (a dependency down) raises: the caller retries
+    the batch. Anything else that breaks the batch is found out message by message, and the
+    message that fails alone becomes a dead letter, so one message never stops a partition."""
+    try:
+        return _process(items, store=store, settings=settings, clock=clock)
+    except Exception as exc:
+        if transient(exc) or len(items) == 1:
+            raise
+        log.exception("batch of %d failed; processing its messages one by one", len(items))
+        return [_alone(i, store=store, settings=settings, clock=clock) for i in items]
+
+
+def _alone(item: Incoming, *, store: EventStore, settings: Settings, clock: Clock) -> Outcome:
+    try:
+        return _process([item], store=store, settings=settings, clock=clock)[0]
+    except Exception as exc:
+        if transient(exc):
+            raise
+        log.exception("message failed on its own: dead-lettered")
+        return DeadLetter("handler_error", f"{type(exc).__name__}: {exc}")
+
+
+def _process(
     items: Sequence[Incoming], *, store: EventStore, settings: Settings, clock: Clock
 ) -> list[Outcome]:
     decoded = [decode(settings, i.value, i.authorization) for i in items]

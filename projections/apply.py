@@ -224,3 +224,8 @@ def load_generation(conn: Connection, *, lock: bool = False) -> int:
         "SELECT generation FROM rm_meta FOR SHARE" if lock else "SELECT generation FROM rm_meta"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def count_projection_errors(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM rm_projection_errors").fetchone()
+    return int(row[0]) if row else 0

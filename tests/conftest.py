@@ -22,6 +22,8 @@ TEST_ENV = {
     "VERITAS_API_PORT": str(18000 + _SLOT),
     "VERITAS_METRICS_PORT_BASE": str(19101 + 10 * _SLOT),
     "VERITAS_KAFKA_HEAP": "768m",
+    # Short enough for the stall test to wait seconds, not the default half minute.
+    "VERITAS_HEALTH_STALL_AFTER_S": "6",
 }
 
 

@@ -12,10 +12,19 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from psycopg import Connection, sql
 
+from events.catalog import EVENT_TOPICS
 from events.envelope import ChainBreak, EventEnvelope, verify_chain
 from veritas.bootstrap import Container
 from veritas.eventstore import EVENTS_TABLE
 from veritas.kafka import where
+
+COPY_PREFIX = "audit.copy."  # copies of event topics made for an audit (verify --topic)
+
+
+def auditable_topic(name: str) -> bool:
+    return name in EVENT_TOPICS.values() or (
+        name.startswith(COPY_PREFIX) and len(name) > len(COPY_PREFIX)
+    )
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ class Container:
             max_size=8,
             open=False,
             timeout=10,
+            # A connection that died with a database restart is replaced before it is handed out,
+            # instead of failing the first query after the restart.
+            check=AsyncConnectionPool.check_connection,
             kwargs=read_model_kwargs(self.settings.read_schema, prepared=True),
         )
 

@@ -47,7 +47,8 @@ def status() -> None:
     """Show each component's health; exit 1 if any is unhealthy."""
     rows = services.status(Settings())
     for h in rows:
-        typer.echo(f"{h.component:<16} {'healthy' if h.healthy else 'DOWN':<8} {h.detail}")
+        word = "healthy" if h.healthy else h.status.upper()
+        typer.echo(f"{h.name:<20} {word:<8} {h.detail}")
     raise typer.Exit(0 if all(h.healthy for h in rows) else 1)
 
 

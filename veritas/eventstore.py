@@ -8,6 +8,8 @@ result, or neither.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from events.envelope import EventEnvelope
 
 EVENTS_TABLE = "veritas_events"
 RESULTS_TABLE = "veritas_command_results"
+PARKED_TABLE = "veritas_dead_letter_originals"
 
 
 class ConcurrencyError(Exception):
@@ -56,6 +59,15 @@ class EventStore(Protocol):
         """Block until events may have been committed since the last call, or the timeout."""
         ...
 
+    @property
+    def parked_table(self) -> str: ...
+    def park_original(self, original: bytes) -> str:
+        """Keep a dead letter's original bytes too large for its topic; returns their sha256
+        (idempotent: the same bytes are kept once)."""
+        ...
+
+    def parked_original(self, sha256: str) -> bytes | None: ...
+
 
 def _stored(context: str, env: EventEnvelope) -> StoredEvent:
     return StoredEvent(
@@ -74,6 +86,7 @@ class InMemoryEventStore:
         self._results: dict[str, CommandResult] = {}
         self._committed = threading.Condition()
         self._unseen = False
+        self._parked: dict[str, bytes] = {}
 
     def wait_for_events(self, timeout_s: float) -> None:
         with self._committed:
@@ -82,6 +95,16 @@ class InMemoryEventStore:
 
     def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
         return list(self._streams.get(aggregate_id, []))
+
+    parked_table = PARKED_TABLE
+
+    def park_original(self, original: bytes) -> str:
+        digest = hashlib.sha256(original).hexdigest()
+        self._parked.setdefault(digest, bytes(original))
+        return digest
+
+    def parked_original(self, sha256: str) -> bytes | None:
+        return self._parked.get(sha256)
 
     def load_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[EventEnvelope]]:
         return {a: self.load(a) for a in aggregate_ids}
@@ -172,6 +195,7 @@ def datastore_from_dsn(dsn: str, schema: str = "public", pool_size: int = 2) -> 
         pool_size=pool_size,
         schema=schema,
         lock_timeout=10,
+        pre_ping=True,  # a pooled connection that died with a database restart is replaced
     )
 
 
@@ -192,8 +216,15 @@ class PostgresEventStore:
             self._listener = psycopg.connect(autocommit=True, **params)
             self._listener.execute(f'LISTEN "{self.recorder.channel_name}"'.encode())
             return  # a commit just before LISTEN would go unheard: let the caller look first
-        for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
-            pass
+        try:
+            for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
+                pass
+        except psycopg.Error:
+            # The database went away: listen again on a new connection at the next call.
+            with contextlib.suppress(psycopg.Error):
+                self._listener.close()
+            self._listener = None
+            raise
 
     def close(self) -> None:
         if self._listener is not None:
@@ -208,6 +239,32 @@ class PostgresEventStore:
                 "command_id text PRIMARY KEY, result jsonb NOT NULL, "
                 "recorded_at timestamptz NOT NULL DEFAULT now())"
             )
+            curs.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.datastore.schema}.{PARKED_TABLE} ("
+                "sha256 text PRIMARY KEY, original bytea NOT NULL, "
+                "stored_at timestamptz NOT NULL DEFAULT now())"
+            )
+
+    parked_table = PARKED_TABLE
+
+    def park_original(self, original: bytes) -> str:
+        digest = hashlib.sha256(original).hexdigest()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                f"INSERT INTO {self.datastore.schema}.{PARKED_TABLE} (sha256, original)"
+                " VALUES (%s, %s) ON CONFLICT (sha256) DO NOTHING",
+                (digest, original),
+            )
+        return digest
+
+    def parked_original(self, sha256: str) -> bytes | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT original FROM {self.datastore.schema}.{PARKED_TABLE} WHERE sha256 = %s",
+                (sha256,),
+            )
+            row = curs.fetchone()
+        return bytes(row["original"]) if row else None
 
     def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
         return [

@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from veritas.settings import ROOT, Settings
 
@@ -29,6 +37,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("registry.commands"),
     TopicSpec("governance.commands"),
     TopicSpec("training.commands"),
+    TopicSpec("serving.commands"),
+    TopicSpec("monitoring.commands"),
     TopicSpec("commands.results"),
     TopicSpec("commands.dlq", config={"retention.ms": "-1"}),
     TopicSpec("registry.events", config=FOREVER),
@@ -38,6 +48,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("monitoring.events", config=FOREVER),
     TopicSpec("inference.requests"),
     TopicSpec("inference.results"),
+    TopicSpec("inference.feedback"),
     # Internal: the relay's committed position, written in the same Kafka transaction as the events.
     TopicSpec(RELAY_POSITION_TOPIC, partitions=1, config={"cleanup.policy": "compact"}),
 )
@@ -47,16 +58,37 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka_bootstrap_servers, **extra}
 
 
+def size_limits(settings: Settings, name: str) -> dict[str, str]:
+    """Message size limits that agree end to end: a command topic takes what the handler decodes
+    (command_max_bytes, which the API's 413 also uses) plus framing; the dead-letter topic takes an
+    original that was compressed on the wire, whole, up to dlq_max_bytes."""
+    if name.endswith(".commands"):
+        return {"max.message.bytes": str(settings.command_max_bytes + 16 * 1024)}
+    if name == "commands.dlq":
+        return {"max.message.bytes": str(settings.dlq_max_bytes + 1024 * 1024)}
+    return {}
+
+
+def _config(settings: Settings, t: TopicSpec) -> dict[str, str]:
+    return {
+        "min.insync.replicas": str(settings.topic_min_insync_replicas),
+        **t.config,
+        **size_limits(settings, t.name),
+    }
+
+
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create every topic that does not exist yet. Returns the names created."""
+    """Create every topic that does not exist yet, and bring the size limits of existing ones up
+    to date. Returns the names created."""
     admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
+    _update_limits(settings, admin, [t.name for t in TOPICS if t.name in existing], timeout_s)
     wanted = [
         NewTopic(
             t.name,
             num_partitions=t.partitions or settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
-            config={"min.insync.replicas": str(settings.topic_min_insync_replicas), **t.config},
+            config=_config(settings, t),
         )
         for t in TOPICS
         if t.name not in existing
@@ -74,8 +106,41 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     return created
 
 
+def _update_limits(
+    settings: Settings, admin: AdminClient, names: list[str], timeout_s: float
+) -> None:
+    changes = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in limits.items()
+            ],
+        )
+        for name in names
+        if (limits := size_limits(settings, name))
+    ]
+    for fut in (
+        admin.incremental_alter_configs(changes, request_timeout=timeout_s).values()
+        if changes
+        else []
+    ):
+        fut.result()
+
+
 def existing_topics(settings: Settings, timeout_s: float = 10.0) -> set[str]:
     return set(AdminClient(client_config(settings)).list_topics(timeout=timeout_s).topics)
+
+
+def port_open(settings: Settings) -> bool:
+    """Whether the first bootstrap server accepts connections (no client, no log noise)."""
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def broker_ready(settings: Settings, timeout_s: float = 3.0) -> bool:
@@ -138,9 +203,70 @@ def transactional_producer(settings: Settings, transactional_id: str, **extra: A
                 "transactional.id": transactional_id,
                 "retry.backoff.ms": 2,
                 "retry.backoff.max.ms": 10,
+                # A killed instance's open transaction blocks read_committed readers at most this
+                # long (its restarted successor fences it sooner).
+                "transaction.timeout.ms": settings.kafka_transaction_timeout_ms,
                 **extra,
             },
         )
     )
-    producer.init_transactions(30)
+    producer.init_transactions(max(30.0, settings.kafka_call_timeout_s))
     return producer
+
+
+def broker_command(settings: Settings) -> list[str]:
+    """The embedded broker in the foreground (`kafka.sh run`), for the supervisor."""
+    return [
+        "env",
+        f"KAFKA_PORT={settings.kafka_port}",
+        f"KAFKA_DATA_DIR={settings.kafka_data_dir}",
+        f"KAFKA_HEAP={settings.kafka_heap}",
+        f"KAFKA_JVM_OPTS={settings.kafka_jvm_opts}",
+        "bash",
+        str(KAFKA_SCRIPT),
+        "run",
+    ]
+
+
+def relay_position(settings: Settings, timeout_s: float = 30.0) -> int:
+    """The last notification id the relay committed to Kafka (0 if none): the value of the last
+    committed record on its position topic."""
+    consumer = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": "veritas-relay-position",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            },
+        )
+    )
+    try:
+        tp = TopicPartition(RELAY_POSITION_TOPIC, 0)
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        back = 64
+        while True:
+            start = max(low, high - back)
+            last = _scan(consumer, start, timeout_s)
+            if last is not None or start == low:
+                return last or 0
+            back *= 8  # only aborted transactions near the end: look further back
+    finally:
+        consumer.close()
+
+
+def _scan(consumer: Consumer, start: int, timeout_s: float) -> int | None:
+    consumer.assign([TopicPartition(RELAY_POSITION_TOPIC, 0, start)])
+    last: int | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if (err := msg.error()) is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return last
+            raise KafkaException(err)
+        last = int(msg.value() or b"0")
+    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out reading the relay position"))

@@ -39,20 +39,35 @@ def pid(settings: Settings) -> int | None:
         return None
 
 
+def _options(settings: Settings) -> list[str]:
+    sock = settings.pg_data_dir / "data"
+    return [
+        "-h", "127.0.0.1", "-p", str(settings.pg_port), "-k", str(sock),
+        "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+        "-c", "synchronous_commit=on", "-c", "fsync=on",
+    ]  # fmt: skip
+
+
+def foreground(settings: Settings) -> tuple[list[str], str | None]:
+    """The postmaster's command line in the foreground (for the supervisor) and the system user
+    it must run as (the wheel's 'pgserver' user when we are root). initdb runs here, once."""
+    server = _server(settings)
+    server.ensure_pgdata_inited()  # initdb once; as root it runs under a dedicated 'pgserver' user
+    return [str(server.bin_path / "postgres"), "-D", str(server.pgdata), *_options(settings)], (
+        server.system_user
+    )
+
+
 def start(settings: Settings) -> None:
     if pid(settings) is not None and is_ready(settings.dsn):
         return
     server = _server(settings)
     server.ensure_pgdata_inited()  # initdb once; as root it runs under a dedicated 'pgserver' user
-    sock = settings.pg_data_dir / "data"
     log = settings.pg_data_dir / "postgres.log"
     if server.system_user:
         log.touch()
         subprocess.run(["chown", server.system_user, str(log)], check=True)
-    opts = (
-        f"-h 127.0.0.1 -p {settings.pg_port} -k {sock} -c max_connections=200 "
-        "-c shared_buffers=128MB -c synchronous_commit=on -c fsync=on"
-    )
+    opts = " ".join(_options(settings))
     pgexec(
         "pg_ctl",
         ("-w", "-t", "60", "-o", opts, "-l", str(log), "-D", str(server.pgdata), "start"),

@@ -1,24 +1,24 @@
-"""`veritas up|down|status`: start and stop the local stack. Every process we start is recorded by
-pid under var/run and stopped by that pid (its process group), never by name."""
+"""`veritas up|down|status`: the local stack under supervisord (veritas.supervisor), which restarts a
+crashed service with backoff: the embedded broker and Postgres, the command handlers, the relay,
+the projector and the API. `down` stops it all through the supervisor."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from projections.schema import migrate
-from veritas import kafka, pg
+from veritas import health, kafka, pg, supervisor
 from veritas.bootstrap import bootstrap
-from veritas.settings import ROOT, Settings
-from workers.base import handler_instance, handler_name, metrics_port
+from veritas.settings import Settings
+from workers.base import handler_name, metrics_port
 
 
 def _commands(s: Settings) -> dict[str, list[str]]:
@@ -46,31 +46,30 @@ def _commands(s: Settings) -> dict[str, list[str]]:
     }
 
 
-def _pidfile(s: Settings, name: str) -> Path:
-    return s.run_dir / f"{name}.pid"
-
-
-def handler_pidfiles(s: Settings) -> list[Path]:
-    """The recorded pids of command-handler instances 1.., whatever the setting is now."""
-    return sorted(p for p in s.run_dir.glob("command-handler-*.pid") if handler_instance(p.stem))
+def programs(s: Settings) -> list[supervisor.Program]:
+    """Everything the supervisor runs: the embedded broker and Postgres (when used) and the services."""
+    out: list[supervisor.Program] = []
+    if s.kafka_embedded:
+        out.append(
+            supervisor.Program("kafka", kafka.broker_command(s), 10, stopwaitsecs=60, startsecs=5)
+        )
+    if s.pg_embedded:
+        command, user = pg.foreground(s)
+        # SIGINT is Postgres's fast shutdown (SIGTERM would wait for every client to leave).
+        out.append(supervisor.Program("postgres", command, 10, "INT", 60, user, startsecs=3))
+    for name, command in _commands(s).items():
+        out.append(supervisor.Program(name, command, 90 if name == "api" else 50))
+    return out
 
 
 def service_pid(s: Settings, name: str) -> int | None:
-    try:
-        value = int(_pidfile(s, name).read_text().strip())
-        os.kill(value, 0)
-    except (OSError, ValueError):
-        return None
-    cmdline = (
-        Path(f"/proc/{value}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    )
-    if name == "api":
-        marker = "api.main:app"
-    else:
-        marker = (
-            "workers.command_handler" if handler_instance(name) is not None else f"workers.{name}"
-        )
-    return value if marker in cmdline else None  # a reused pid is not ours
+    info = supervisor.info(s, name)
+    return info.pid if info.state in ("STARTING", "RUNNING") else None
+
+
+def service_pids(s: Settings) -> dict[str, int]:
+    """The pid of every running program (services and the embedded broker and Postgres)."""
+    return {n: i.pid for n, i in supervisor.all_info(s).items() if i.pid is not None}
 
 
 def _http_get(url: str, timeout: float = 2.0) -> str | None:
@@ -93,14 +92,20 @@ def _service_healthy(s: Settings, name: str) -> bool:
     return body is not None and f'pid="{pid}"' in body
 
 
-def prepare(s: Settings) -> None:
-    """Start the infrastructure and create topics, tables and read models (idempotent)."""
+def prepare(s: Settings, timeout_s: float = 120.0) -> None:
+    """Start the supervisor with the embedded infrastructure, and create topics, tables and read
+    models (idempotent)."""
     for d in (s.var_dir, s.run_dir, s.log_dir):
         d.mkdir(parents=True, exist_ok=True)
-    if s.kafka_embedded:
-        kafka.broker(s, "start")
-    if s.pg_embedded:
-        pg.start(s)
+    supervisor.ensure(s, programs(s))
+    for name in ("kafka", "postgres"):
+        if (name == "kafka" and s.kafka_embedded) or (name == "postgres" and s.pg_embedded):
+            supervisor.start(s, name)
+    deadline = time.monotonic() + timeout_s
+    while not (kafka.port_open(s) and kafka.broker_ready(s) and pg.is_ready(s.dsn)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kafka or Postgres did not come up; see {s.log_dir}")
+        time.sleep(0.3)
     kafka.ensure_topics(s)
     container = bootstrap(s)
     _ = container.store  # creates the event-store tables
@@ -109,22 +114,15 @@ def prepare(s: Settings) -> None:
     container.close()
 
 
-def start_service(s: Settings, name: str) -> int:
-    """Start one service in its own process group unless it already runs; returns its pid."""
-    pid = service_pid(s, name)
-    if pid is not None:
-        return pid
-    with (s.log_dir / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            _commands(s)[name],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    _pidfile(s, name).write_text(str(proc.pid))
-    return proc.pid
+def start_service(s: Settings, name: str, timeout_s: float = 60.0) -> int:
+    """Make sure a service runs (the supervisor restarts crashed ones by itself); returns its pid."""
+    supervisor.start(s, name)
+    deadline = time.monotonic() + timeout_s
+    while (pid := service_pid(s, name)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start: {supervisor.info(s, name)}")
+        time.sleep(0.1)
+    return pid
 
 
 def wait_healthy(s: Settings, names: list[str], timeout_s: float = 90.0) -> None:
@@ -142,31 +140,28 @@ def wait_healthy(s: Settings, names: list[str], timeout_s: float = 90.0) -> None
 def up(s: Settings, timeout_s: float = 90.0) -> None:
     prepare(s)
     for name in _commands(s):
-        start_service(s, name)
+        supervisor.start(s, name)
     wait_healthy(s, list(_commands(s)), timeout_s)
 
 
-def kill_service(s: Settings, name: str) -> None:
-    """SIGKILL a service's process group at once (crash tests)."""
+def kill_service(s: Settings, name: str) -> int | None:
+    """SIGKILL a service's process group at once (crash tests); the supervisor brings it back.
+    Returns the killed pid."""
     pid = service_pid(s, name)
     if pid is not None:
-        os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
         while not _gone(pid):
             time.sleep(0.01)
+    return pid
 
 
 def _gone(pid: int) -> bool:
-    # When this process started the service (tests do), it must reap it, or a zombie stays "alive".
     try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
@@ -179,38 +174,46 @@ def _stop_pid(pid: int, grace_s: float = 20.0) -> None:
         if _gone(pid):
             return
         time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
     while not _gone(pid):
         time.sleep(0.05)
 
 
 def down(s: Settings) -> None:
-    # Handler instances beyond today's setting may still run from an `up` with a larger one.
-    extra = [p.stem for p in handler_pidfiles(s)]
-    for name in dict.fromkeys([*reversed(list(_commands(s))), *extra]):
-        pid = service_pid(s, name)
-        if pid is not None:
-            _stop_pid(pid)
-        _pidfile(s, name).unlink(missing_ok=True)
+    supervisor.shutdown(s)
+    _stop_leftovers(s)
+
+
+def _stop_leftovers(s: Settings) -> None:
+    """Processes of a stack started before supervision (recorded by pidfile), and the embedded
+    broker or Postgres started by hand with kafka.sh / pg_ctl."""
+    for path in s.run_dir.glob("*.pid") if s.run_dir.exists() else []:
+        if path.name == "supervisord.pid":
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            _stop_pid(int(path.read_text().strip()))
+        path.unlink(missing_ok=True)
     if s.pg_embedded:
         pg.stop(s)
     if s.kafka_embedded:
         kafka.broker(s, "stop")
 
 
-@dataclass(frozen=True)
-class Health:
-    component: str
-    healthy: bool
-    detail: str
+def status(s: Settings) -> list[health.Component]:
+    """Every component: the broker, Postgres, each service (its process, and its own pid answering
+    on its port) and the work in flight (command lag, relay backlog, projector lag, stalls)."""
+    from projections.apply import count_projection_errors, load_positions
 
-
-def status(s: Settings) -> list[Health]:
-    out = [
-        Health("kafka", kafka.broker_ready(s), s.kafka_bootstrap_servers),
-        Health("postgres", pg.is_ready(s.dsn), "embedded" if s.pg_embedded else "DATABASE_URL"),
-    ]
+    sampled = health.sample(s, load_positions, count_projection_errors)
+    by_name = {c.name: c for c in sampled}
+    out = [by_name.pop("kafka"), by_name.pop("postgres")]
     for name in _commands(s):
+        proc = by_name.pop(f"process:{name}", None)
         pid = service_pid(s, name)
-        out.append(Health(name, _service_healthy(s, name), f"pid {pid}" if pid else "not running"))
+        ok = _service_healthy(s, name)
+        detail = f"pid {pid}" if pid else (proc.detail if proc else "not running")
+        out.append(health.Component(name, "ok" if ok else "down", detail))
+    out += [c for n, c in by_name.items() if not n.startswith("process:")]
+    out += [c for n, c in by_name.items() if n.startswith("process:")]
     return out

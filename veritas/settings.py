@@ -63,6 +63,26 @@ class Settings(BaseSettings):
     wait_timeout_s: float = 10.0
     log_level: str = "INFO"
 
+    # Recovery and health
+    # Every Kafka call that can block is bounded by this (transactions, flushes, metadata).
+    kafka_call_timeout_s: float = Field(10.0, gt=0)
+    # A killed transactional producer's open transaction blocks read_committed readers of its
+    # partitions until its successor fences it or this runs out.
+    kafka_transaction_timeout_ms: int = Field(15000, ge=1000)
+    # Dynamic group membership: a handler stopped with SIGTERM leaves at once; a killed one's
+    # partitions move after this session timeout.
+    kafka_session_timeout_ms: int = Field(6000, ge=1000)
+    health_stall_after_s: float = Field(30.0, gt=0)  # work and no progress this long: stalled
+    health_sample_s: float = Field(2.0, gt=0)  # the API's background health sampler
+    health_probe_timeout_s: float = Field(2.0, gt=0)
+    # The dead-letter topic keeps originals up to this size whole; larger ones go to Postgres,
+    # with a reference in the dead letter (dlq.original header).
+    dlq_max_bytes: int = Field(8 * 1024 * 1024, ge=1024 * 1024)
+    api_max_header_bytes: int = Field(16 * 1024, ge=1024)
+    # Callers without a valid token are limited by address, whatever token they send.
+    api_unauthenticated_rate_limit: str = "30/second"
+    command_max_bytes: int = Field(256 * 1024, ge=1024)
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"

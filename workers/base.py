@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, Message
 from prometheus_client import Info, start_http_server
@@ -13,6 +16,9 @@ from prometheus_client import Info, start_http_server
 from veritas import logs
 from veritas.bootstrap import Container
 from veritas.settings import Settings
+from workers.recovery import EXIT_FATAL, Fatal
+
+log = logging.getLogger("veritas.worker")
 
 
 class Stopper:
@@ -65,6 +71,17 @@ def start_worker(container: Container, name: str) -> Stopper:
     return Stopper()
 
 
+def main(run: Callable[[], None]) -> None:
+    """Run a worker; a fatal client error ends the process with EXIT_FATAL for the supervisor to
+    start a fresh one."""
+    try:
+        run()
+    except Fatal as exc:
+        log.error("fatal Kafka error, exiting for the supervisor to restart: %s", exc)
+        logging.shutdown()
+        sys.exit(EXIT_FATAL)
+
+
 def consume_batch(
     consumer: Consumer, max_records: int, timeout_s: float, previous: int = 0
 ) -> list[Message]:
@@ -77,7 +94,16 @@ def consume_batch(
         return []
     linger = LINGER_S if previous >= BUSY else 0.0
     rest = consumer.consume(max_records - 1, linger) if max_records > 1 else []
-    return [m for m in (*first, *rest) if not m.error()]
+    out = []
+    for m in (*first, *rest):
+        err = m.error()
+        if err is None:
+            out.append(m)
+        elif err.fatal():
+            raise Fatal(f"consumer: {err}")
+        else:  # transient (broker restarting, partition EOF): librdkafka recovers by itself
+            log.debug("consumer: %s", err)
+    return out
 
 
 LINGER_S, BUSY = 0.015, 8

@@ -9,6 +9,11 @@ doubled.
 Pipelining: a batch's Kafka transaction commits on a helper thread while the next batch runs
 against Postgres; the next transaction begins only once that commit is done. If a commit fails,
 both batches are re-read from the failed one's first offsets (Postgres answers the repeats).
+
+Faults: a database outage makes the batch wait and retry with backoff (it is never skipped); an
+abortable Kafka error aborts the transaction and re-reads the batch; a fatal one ends the process
+(EXIT_FATAL) for the supervisor to restart. A message never stops its partition: whatever fails on
+one message alone becomes its own dead letter (commands.service).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Histogram
@@ -28,8 +33,11 @@ from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
 from veritas import logs
 from veritas.bootstrap import Container, bootstrap
+from veritas.eventstore import EventStore
 from veritas.kafka import headers, transactional_producer, where
-from workers.base import consume_batch, handler_name, start_worker
+from veritas.settings import Settings
+from workers.base import consume_batch, handler_name, main, start_worker
+from workers.recovery import Abort, Fatal, Stopped, abort, txn_call, until_it_works
 
 log = logging.getLogger("veritas.command_handler")
 OUTCOMES = Counter("veritas_commands_total", "Command outcomes", ["status", "reason_code"])
@@ -40,6 +48,8 @@ BATCH_SIZE = Histogram(
 COMMIT_SECONDS = Histogram(
     "veritas_command_commit_seconds", "Offsets and commit of one batch's Kafka transaction"
 )
+ABORTS = Counter("veritas_command_aborts_total", "Kafka transactions aborted and re-read")
+GROUP = "veritas-command-handler"
 
 
 def _auth_header(msg: Message) -> str | None:
@@ -76,10 +86,44 @@ def _first_offsets(msgs: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in first.items()]
 
 
-def publish(producer: Producer, msgs: list[Message], outcomes: list[Outcome]) -> None:
+def dead_letter_value(
+    store: EventStore, s: Settings, msg: Message
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The dead letter's value: the original bytes, whole. An original too large for the topic is
+    kept in Postgres (idempotently, by digest) and the dead letter names it."""
+    value = msg.value()
+    if value is None or len(value) <= s.dlq_max_bytes:
+        return value, []
+    digest = store.park_original(value)
+    return b"", [
+        ("dlq.original", f"postgres:{store.parked_table}/{digest}".encode()),
+        ("dlq.original_bytes", str(len(value)).encode()),
+    ]
+
+
+Parked = dict[int, tuple[bytes | None, list[tuple[str, bytes]]]]
+
+
+def park_oversized(
+    store: EventStore, s: Settings, msgs: list[Message], outcomes: list[Outcome]
+) -> Parked:
+    """The dead letters' values, with any original too large for the topic parked in Postgres."""
+    return {
+        i: dead_letter_value(store, s, m)
+        for i, (m, o) in enumerate(zip(msgs, outcomes, strict=True))
+        if isinstance(o, DeadLetter)
+    }
+
+
+def publish(
+    producer: Producer, msgs: list[Message], outcomes: list[Outcome], parked: Parked
+) -> None:
     """Begin a transaction with the batch's results and dead letters (Committer ends it)."""
-    producer.begin_transaction()
-    for msg, outcome in zip(msgs, outcomes, strict=True):
+    try:
+        producer.begin_transaction()
+    except KafkaException as exc:
+        raise Fatal(f"begin_transaction: {exc}") from exc
+    for i, (msg, outcome) in enumerate(zip(msgs, outcomes, strict=True)):
         if isinstance(outcome, CommandResult):
             producer.produce("commands.results", key=outcome.command_id, value=outcome.to_bytes())
             OUTCOMES.labels(outcome.status, outcome.reason_code or "").inc()
@@ -88,8 +132,12 @@ def publish(producer: Producer, msgs: list[Message], outcomes: list[Outcome]) ->
                     log.info("rejected %s: %s", outcome.reason_code, outcome.sub_code or "")
         else:
             log.warning("dead-lettered %s from %s", outcome.reason, "/".join(map(str, where(msg))))
+            value, extra = parked[i]
             producer.produce(
-                "commands.dlq", key=msg.key(), value=msg.value(), headers=_dlq_headers(msg, outcome)
+                "commands.dlq",
+                key=msg.key(),
+                value=value,
+                headers=[*_dlq_headers(msg, outcome), *extra],
             )
             OUTCOMES.labels("dead_lettered", outcome.reason).inc()
 
@@ -98,9 +146,10 @@ class Committer:
     """Adds the consumed offsets to a transaction and commits it on a helper thread, one at a
     time (both are round trips to the coordinator; the client releases the GIL meanwhile)."""
 
-    def __init__(self, producer: Producer, consumer: Consumer) -> None:
+    def __init__(self, producer: Producer, consumer: Consumer, s: Settings) -> None:
         self.producer = producer
         self.consumer = consumer
+        self.timeout_s = s.kafka_call_timeout_s
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="txn-commit")
         self.pending: Future[None] | None = None
         self.pending_msgs: list[Message] = []
@@ -113,9 +162,15 @@ class Committer:
         self.pending_msgs = msgs
 
     def _commit(self, offsets: list[TopicPartition], group: object) -> None:
+        t = self.timeout_s
         with COMMIT_SECONDS.time():
-            self.producer.send_offsets_to_transaction(offsets, group)
-            self.producer.commit_transaction()
+            txn_call(
+                "send_offsets_to_transaction",
+                lambda timeout: self.producer.send_offsets_to_transaction(offsets, group, timeout),
+                t,
+                3 * t,
+            )
+            txn_call("commit_transaction", self.producer.commit_transaction, t, 3 * t)
 
     def wait(self) -> None:
         """Wait for the pending commit; raise its error (its messages go to `failed`)."""
@@ -130,36 +185,58 @@ class Committer:
             raise
 
     def drain(self) -> list[Message]:
-        """Wait for any commit in flight; the messages whose commit failed (to be re-read)."""
-        with contextlib.suppress(Exception):
+        """Wait for any commit in flight; the messages whose commit failed (to be re-read). A
+        fatal error is not swallowed."""
+        with contextlib.suppress(Abort):
             self.wait()
         failed, self.failed = self.failed, []
         return failed
 
 
-def run(container: Container, instance: int = 0) -> None:
+def _consumer(container: Container) -> Consumer:
     s = container.settings
-    stopper = start_worker(container, handler_name(instance))
-    tid = f"veritas-command-handler-{instance}"
-    consumer = Consumer(
+    return Consumer(
         container.kafka_config(
             **{
-                "group.id": "veritas-command-handler",
-                # Static membership: a restarted handler takes its partitions back at once.
-                "group.instance.id": tid,
-                "session.timeout.ms": 10000,
+                "group.id": GROUP,
+                # Dynamic membership: close() on SIGTERM leaves the group at once, and a killed
+                # handler's partitions move after the session timeout.
+                "session.timeout.ms": s.kafka_session_timeout_ms,
+                "heartbeat.interval.ms": max(500, s.kafka_session_timeout_ms // 4),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
             }
         )
     )
-    producer = transactional_producer(container.settings, tid, **{"linger.ms": 2})
+
+
+def _producer(container: Container, tid: str) -> Producer:
+    s = container.settings
+    return transactional_producer(
+        s,
+        tid,
+        **{
+            "linger.ms": 2,
+            "compression.type": "lz4",
+            # A dead letter keeps its original whole: up to dlq_max_bytes, plus its headers.
+            "message.max.bytes": s.dlq_max_bytes + 1024 * 1024,
+        },
+    )
+
+
+def run(container: Container, instance: int = 0) -> None:
+    s = container.settings
+    stopper = start_worker(container, handler_name(instance))
+    stop = stopper.event
+    tid = f"veritas-command-handler-{instance}"
+    producer = until_it_works(stop, "transactional producer", lambda: _producer(container, tid))
+    consumer = _consumer(container)
     consumer.subscribe(list(COMMAND_TOPICS.values()))
     store = container.store
     log.info("command handler %d started", instance)
     msgs: list[Message] = []
-    committer = Committer(producer, consumer)
+    committer = Committer(producer, consumer, s)
     while not stopper.stopped:
         msgs = consume_batch(consumer, s.handler_batch_max, 0.2, len(msgs))
         try:
@@ -168,28 +245,48 @@ def run(container: Container, instance: int = 0) -> None:
                 continue
             BATCH_SIZE.observe(len(msgs))
             with BATCH_SECONDS.time():
-                items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
-                outcomes = process_batch(items, store=store, settings=s, clock=container.clock)
+                items = [Incoming(m.value(), _auth_header(m), m.topic()) for m in msgs]
+                outcomes = until_it_works(
+                    stop,
+                    "command batch",
+                    partial(process_batch, items, store=store, settings=s, clock=container.clock),
+                )
+                parked = until_it_works(
+                    stop, "park originals", partial(park_oversized, store, s, msgs, outcomes)
+                )
                 committer.wait()  # the next transaction begins only after the previous commit
-                publish(producer, msgs, outcomes)
+                publish(producer, msgs, outcomes, parked)
                 committer.start(msgs)
-        except (KafkaException, OSError, Exception) as exc:
-            _recover(exc, producer, consumer, [*committer.drain(), *msgs])
-    committer.drain()
-    consumer.close()
-    producer.flush(10)
+        except Abort as exc:
+            _rewind(exc, producer, consumer, s, [*committer.drain(), *msgs])
+        except Stopped:
+            break
+    _close(committer, consumer, producer, s)
     log.info("command handler stopped")
 
 
-def _recover(exc: Exception, producer: Producer, consumer: Consumer, msgs: list[Message]) -> None:
+def _close(committer: Committer, consumer: Consumer, producer: Producer, s: Settings) -> None:
+    with contextlib.suppress(Exception):
+        committer.drain()
+    with contextlib.suppress(Exception):
+        abort(producer, s.kafka_call_timeout_s, s.kafka_call_timeout_s)
+    consumer.close()  # leaves the group: its partitions move to the other instances now
+    producer.flush(s.kafka_call_timeout_s)
+
+
+def _rewind(
+    exc: Exception, producer: Producer, consumer: Consumer, s: Settings, msgs: list[Message]
+) -> None:
     """Abort, and re-read every message whose outcome did not reach Kafka."""
-    log.error("batch failed; it will be retried: %s", type(exc).__name__, exc_info=exc)
-    with contextlib.suppress(KafkaException):
-        producer.abort_transaction(10)
+    ABORTS.inc()
+    log.warning("transaction aborted; its batch will be re-read: %s", exc)
+    abort(producer, s.kafka_call_timeout_s, 3 * s.kafka_call_timeout_s)
     for tp in _first_offsets(msgs):
-        consumer.seek(tp)
-    time.sleep(1.0)
+        with contextlib.suppress(
+            KafkaException
+        ):  # a partition revoked meanwhile: its new owner reads it
+            consumer.seek(tp)
 
 
 if __name__ == "__main__":
-    run(bootstrap(), int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    main(lambda: run(bootstrap(), int(sys.argv[1]) if len(sys.argv) > 1 else 0))

@@ -7,10 +7,9 @@ to Kafka's committed offsets.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 
-import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from prometheus_client import Gauge
 
@@ -23,8 +22,10 @@ from projections.apply import (
 )
 from projections.schema import migrate
 from veritas.bootstrap import Container, bootstrap
+from veritas.faults import transient
 from veritas.kafka import where
-from workers.base import consume_batch, start_worker
+from workers.base import consume_batch, main, start_worker
+from workers.recovery import Stopped, until_it_works
 
 log = logging.getLogger("veritas.projector")
 LAG = Gauge(
@@ -45,7 +46,9 @@ class Projector:
                 **{
                     "group.id": group_id,
                     "group.instance.id": f"{group_id}-0",
-                    "session.timeout.ms": 10000,
+                    # Static membership (one projector): a restart takes its partitions back at
+                    # once instead of waiting out the session of its killed predecessor.
+                    "session.timeout.ms": container.settings.kafka_session_timeout_ms,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     "isolation.level": "read_committed",
@@ -105,19 +108,28 @@ class Projector:
 
 def run(container: Container) -> None:
     stopper = start_worker(container, "projector")
-    projector = Projector(container)
+    stop = stopper.event
+    try:
+        projector = until_it_works(stop, "projector start", lambda: Projector(container))
+    except Stopped:
+        return
     log.info("projector started")
     while not stopper.stopped:
         try:
             projector.step(container.settings.projector_batch_max, 0.2)
-        except psycopg.OperationalError:
-            log.exception("database unavailable; retrying")
-            time.sleep(1.0)
-            projector.close()
-            projector = Projector(container)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("database unavailable (%s); reconnecting", exc)
+            with contextlib.suppress(Exception):
+                projector.close()
+            try:
+                projector = until_it_works(stop, "projector start", lambda: Projector(container))
+            except Stopped:
+                return
     projector.close()
     log.info("projector stopped")
 
 
 if __name__ == "__main__":
-    run(bootstrap())
+    main(lambda: run(bootstrap()))

@@ -10,67 +10,26 @@ either wholly on Kafka with its position, or not at all.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from functools import partial
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
 from veritas.bootstrap import Container, bootstrap
-from veritas.eventstore import EventStore
-from veritas.kafka import RELAY_POSITION_TOPIC, transactional_producer
-from workers.base import start_worker
+from veritas.eventstore import Notification
+from veritas.kafka import RELAY_POSITION_TOPIC, relay_position, transactional_producer
+from workers.base import main, start_worker
+from workers.recovery import Abort, Fatal, Stopped, txn_call, until_it_works
 
 log = logging.getLogger("veritas.relay")
 RELAYED = Counter("veritas_relay_events_total", "Events published to Kafka")
 LAG = Gauge("veritas_relay_lag_events", "Stored events not yet on Kafka")
 
 
-def read_position(container: Container, timeout_s: float = 30.0) -> int:
-    """The last notification id committed to Kafka (0 if none)."""
-    consumer = Consumer(
-        container.kafka_config(
-            **{
-                "group.id": "veritas-relay-position",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
-        )
-    )
-    try:
-        tp = TopicPartition(RELAY_POSITION_TOPIC, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-        back = 64
-        while True:
-            start = max(low, high - back)
-            last = _scan(consumer, start, timeout_s)
-            if last is not None or start == low:
-                return last or 0
-            back *= 8  # only aborted transactions near the end: look further back
-    finally:
-        consumer.close()
-
-
-def _scan(consumer: Consumer, start: int, timeout_s: float) -> int | None:
-    consumer.assign([TopicPartition(RELAY_POSITION_TOPIC, 0, start)])
-    last: int | None = None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if (err := msg.error()) is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                return last
-            raise RuntimeError(f"reading relay position: {err}")
-        last = int(msg.value() or b"0")
-    raise TimeoutError("timed out reading the relay position")
-
-
-def relay_batch(producer: Producer, store: EventStore, position: int, limit: int) -> int:
-    notes = store.notifications(position, limit)
-    if not notes:
-        return position
+def relay_batch(producer: Producer, notes: list[Notification], timeout_s: float) -> int:
+    """Publish stored events and the relay's new position in one Kafka transaction."""
     producer.begin_transaction()
     for n in notes:
         producer.produce(
@@ -81,7 +40,7 @@ def relay_batch(producer: Producer, store: EventStore, position: int, limit: int
         )
     last = notes[-1].id
     producer.produce(RELAY_POSITION_TOPIC, key=b"position", value=str(last).encode())
-    producer.commit_transaction()
+    txn_call("commit_transaction", producer.commit_transaction, timeout_s, 3 * timeout_s)
     RELAYED.inc(len(notes))
     return last
 
@@ -92,35 +51,58 @@ def make_producer(container: Container) -> Producer:
     )
 
 
+def connect(container: Container, stop: threading.Event) -> tuple[Producer, int]:
+    """A fresh transactional producer (its init_transactions settles whatever a predecessor left
+    open) and the position committed on Kafka: after any failure the truth is re-read, because a
+    failed transaction may have reached Kafka or not."""
+
+    def attempt() -> tuple[Producer, int]:
+        try:
+            return make_producer(container), relay_position(container.settings)
+        except KafkaException as exc:
+            raise ConnectionError(f"Kafka: {exc}") from exc
+
+    result: tuple[Producer, int] = until_it_works(stop, "relay connect", attempt)
+    return result
+
+
 def run(container: Container) -> None:
     stopper = start_worker(container, "relay")
+    stop = stopper.event
     s = container.settings
-    producer = make_producer(container)
-    position = read_position(container)
     store = container.store
+    try:
+        producer, position = connect(container, stop)
+    except Stopped:
+        return
     log.info("relay started at notification %d", position)
     lag_checked = 0.0
     while not stopper.stopped:
         try:
-            new = relay_batch(producer, store, position, s.relay_batch_max)
-        except Exception:
-            # A failed transaction may have reached Kafka or not: re-read the truth.
-            log.exception("relay batch failed; recovering position")
-            time.sleep(1.0)
-            producer = make_producer(container)
-            position = read_position(container)
-            continue
-        if new == position:
-            LAG.set(0)
-            store.wait_for_events(s.relay_idle_wait_s)
-        else:
-            position = new
+            notes = until_it_works(
+                stop, "event store", partial(store.notifications, position, s.relay_batch_max)
+            )
+            if not notes:
+                LAG.set(0)
+                until_it_works(
+                    stop, "event store", lambda: store.wait_for_events(s.relay_idle_wait_s)
+                )
+                continue
+            position = relay_batch(producer, notes, s.kafka_call_timeout_s)
             if time.monotonic() - lag_checked > 1.0:  # a query: not on every batch's path
                 LAG.set(max(0, store.max_notification_id() - position))
                 lag_checked = time.monotonic()
-    producer.flush(10)
+        except (Abort, Fatal, KafkaException) as exc:
+            log.warning("relay transaction failed (%s); re-reading the position from Kafka", exc)
+            try:
+                producer, position = connect(container, stop)
+            except Stopped:
+                break
+        except Stopped:
+            break
+    producer.flush(s.kafka_call_timeout_s)
     log.info("relay stopped at notification %d", position)
 
 
 if __name__ == "__main__":
-    run(bootstrap())
+    main(lambda: run(bootstrap()))

@@ -2,6 +2,7 @@
 # Runs one Apache Kafka broker in KRaft mode (combined broker+controller) on 127.0.0.1.
 #   kafka.sh fetch            download the pinned jars (pom.xml) once into .cache/lib
 #   kafka.sh start            fetch if needed, format storage if new, start, wait until it answers
+#   kafka.sh run              the same in the foreground (exec java), for a process supervisor
 #   kafka.sh stop             stop the broker started from this data directory (by pid)
 #   kafka.sh status           exit 0 when the broker answers on its port
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR (var/kafka),
@@ -53,6 +54,11 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=6
 share.coordinator.state.topic.replication.factor=1
 group.initial.rebalance.delay.ms=0
+# Recovery: a killed transactional producer's open transaction is aborted soon after its
+# transaction.timeout.ms (the coordinator's sweep runs every 10 s by default), and consumers may
+# use short sessions so that a dead member's partitions move in seconds.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
+group.min.session.timeout.ms=2000
 auto.create.topics.enable=false
 CFG
 }
@@ -63,15 +69,30 @@ java_run() {
     -cp "$LIB/*" "$@"
 }
 
-start() {
-  if running; then echo "kafka.sh: broker already running (pid $(cat "$PIDFILE"))" >&2; return 0; fi
-  if port_open "$PORT"; then echo "kafka.sh: port $PORT is taken by another process" >&2; exit 4; fi
-  fetch
+format_if_new() {
   write_config
   if [ ! -f "$DATA/log-dirs/meta.properties" ]; then
     java_run kafka.tools.StorageTool format -t "$(java_run kafka.tools.StorageTool random-uuid)" \
       -c "$DATA/server.properties" >"$DATA/logs/format.log" 2>&1
   fi
+}
+
+run() {
+  if running && [ "$(cat "$PIDFILE")" != "$$" ]; then echo "kafka.sh: broker already running (pid $(cat "$PIDFILE"))" >&2; exit 4; fi
+  fetch
+  format_if_new
+  echo $$ >"$PIDFILE"  # exec keeps this pid: the supervisor's child is the broker itself
+  # shellcheck disable=SC2086  # JVM_OPTS is a list of options
+  exec java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError $JVM_OPTS \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DATA/logs" \
+    -cp "$LIB/*" kafka.Kafka "$DATA/server.properties"
+}
+
+start() {
+  if running; then echo "kafka.sh: broker already running (pid $(cat "$PIDFILE"))" >&2; return 0; fi
+  if port_open "$PORT"; then echo "kafka.sh: port $PORT is taken by another process" >&2; exit 4; fi
+  fetch
+  format_if_new
   # shellcheck disable=SC2086  # JVM_OPTS is a list of options
   nohup java -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError $JVM_OPTS \
     -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DATA/logs" \
@@ -99,7 +120,8 @@ stop() {
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
+  run) run ;;
   stop) stop ;;
   status) port_open "$PORT" ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|run|stop|status" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ and "postgres" (PostgresEventStore on the real database, a fresh schema per test
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -318,3 +319,12 @@ def test_a_commit_wakes_a_reader_waiting_for_events(store: EventStore) -> None:
     store.commit([Stream().next()], [])
     assert woke.wait(20.0)
     waiting.join()
+
+
+def test_parked_originals_are_kept_whole_once_by_digest(store: EventStore) -> None:
+    original = b"\x00\xff" + b"x" * 300_000
+    digest = store.park_original(original)
+    assert digest == hashlib.sha256(original).hexdigest()
+    assert store.park_original(original) == digest  # idempotent
+    assert store.parked_original(digest) == original
+    assert store.parked_original("0" * 64) is None

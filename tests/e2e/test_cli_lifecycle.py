@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from veritas.settings import ROOT
+from veritas import supervisor
+from veritas.settings import ROOT, Settings
 
 PORTS = {"kafka": 29192, "controller": 29193, "pg": 15449, "api": 18019, "metrics": 19191}
 VAR = ROOT / "var" / "test-cli"
@@ -48,13 +49,11 @@ def _free(port: int) -> bool:
 
 
 def _our_pids() -> set[int]:
-    pids = set()
-    for f in [*VAR.glob("run/*.pid"), VAR / "kafka" / "broker.pid"]:
-        if f.exists():
-            pids.add(int(f.read_text().strip()))
-    pg = VAR / "pg" / "data" / "postmaster.pid"
-    if pg.exists():
-        pids.add(int(pg.read_text().splitlines()[0]))
+    """The supervisor's pid and those of the programs it runs."""
+    pids = {i.pid for i in supervisor.all_info(Settings(var_dir=VAR)).values() if i.pid}
+    own = VAR / "run" / "supervisord.pid"
+    if own.exists():
+        pids.add(int(own.read_text().strip()))
     return pids
 
 
@@ -75,7 +74,8 @@ def test_up_status_down_lifecycle() -> None:
     first = veritas("up")
     assert first.returncode == 0, first.stderr[-2000:]
     pids = _our_pids()
-    assert len(pids) == 7  # kafka, postgres, two command handlers, relay, projector, api
+    # supervisord, and under it kafka, postgres, two command handlers, relay, projector, api
+    assert len(pids) == 8
     again = veritas("up")
     assert again.returncode == 0, again.stderr[-2000:]
     assert _our_pids() == pids  # up twice starts nothing new

@@ -150,7 +150,6 @@ def _count(s: Settings, query: str) -> int:
 
 
 def _relay_position(s: Settings) -> int:
-    from veritas.bootstrap import bootstrap
-    from workers.relay import read_position
+    from veritas.kafka import relay_position
 
-    return read_position(bootstrap(s), timeout_s=10)
+    return relay_position(s, timeout_s=10)

@@ -69,3 +69,52 @@ def test_openapi_declares_the_bearer_token_and_the_gate_refusals() -> None:
     refused = client.get("/models/x")
     assert refused.status_code == 401 and refused.json()["reason_code"] == "unauthenticated"
     assert client.get("/openapi.json").json() == doc  # built once, served the same
+
+
+def test_oversized_headers_get_431_with_the_limit() -> None:
+    client, s = _client()
+    r = client.get("/health", headers={"x-big": "a" * 60_000})
+    assert r.status_code == 431
+    assert str(s.api_max_header_bytes) in r.json()["detail"]
+    assert r.json()["reason_code"] == "headers_too_large"
+
+
+def test_a_body_over_the_command_limit_gets_413_with_the_limit() -> None:
+    client, s = _client()
+    alice = {"authorization": f"Bearer {issue_token(s, 'alice', ['data_scientist'])}"}
+    big = {"type": "RegisterModel", "payload": {"description": "x" * 300_000}}
+    r = client.post("/commands", json=big, headers=alice)
+    assert r.status_code == 413
+    assert str(s.command_max_bytes) in r.json()["detail"]
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"type":"RegisterModel","payload":{"d":"'
+        for _ in range(40):
+            yield b"x" * 10_000
+        yield b'"}}'
+
+    chunked = client.post("/commands", content=chunks(), headers=alice)  # no Content-Length
+    assert chunked.status_code == 413
+
+
+def test_unauthenticated_callers_are_limited_by_address_whatever_token_they_send() -> None:
+    s = Settings(api_unauthenticated_rate_limit="5/minute")
+    client = TestClient(create_app(bootstrap(s)))
+    codes = [
+        client.get("/models", headers={"authorization": f"Bearer garbage-{i}"}).status_code
+        for i in range(8)
+    ]
+    assert codes == [401] * 5 + [429] * 3
+    valid = {"authorization": f"Bearer {issue_token(s, 'alice', ['data_scientist'])}"}
+    assert client.get("/health", headers=valid).status_code == 200  # a real caller is not
+
+
+def test_only_event_topics_or_audit_copies_can_be_verified() -> None:
+    client, s = _client()
+    auditor = {"authorization": f"Bearer {issue_token(s, 'audrey', ['auditor'])}"}
+    for topic in ("__consumer_offsets", "commands.dlq", "audit.copy."):
+        r = client.get(
+            "/audit/verify", params={"source": "topics", "topic": topic}, headers=auditor
+        )
+        assert r.status_code == 422, topic
+        assert "only event topics" in r.json()["detail"]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from confluent_kafka import KafkaError
+
 from workers.base import BUSY, LINGER_S, consume_batch
+from workers.recovery import Fatal
 
 
 class Msg:
-    def __init__(self, bad: bool = False) -> None:
-        self.bad = bad
+    def __init__(self, bad: bool = False, fatal: bool = False) -> None:
+        self.err = KafkaError(KafkaError._TRANSPORT, "down", fatal=fatal) if bad or fatal else None
 
-    def error(self) -> object | None:
-        return "broken" if self.bad else None
+    def error(self) -> KafkaError | None:
+        return self.err
 
 
 class FakeConsumer:
@@ -50,3 +54,8 @@ def test_nothing_arrives_and_errors_are_dropped() -> None:
     assert _run([], previous=BUSY) == ([], [(1, 0.2)])
     got, _ = _run([Msg(), Msg(bad=True), Msg()], previous=0)
     assert len(got) == 2 and all(m.error() is None for m in got)
+
+
+def test_a_fatal_consumer_error_ends_the_worker() -> None:
+    with pytest.raises(Fatal):
+        _run([Msg(), Msg(fatal=True)], previous=0)

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
-from commands.decoding import MAX_COMMAND_BYTES, DeadLetter, Ready, decode
+from commands.decoding import DeadLetter, Ready, decode
 from commands.registry import RegisterDataset, RegisterModel
 from commands.results import CommandResult
 from veritas.auth import Role, issue_token
@@ -82,12 +82,11 @@ def test_invalid_json_or_not_utf8_is_dead_lettered(raw: bytes) -> None:
 
 
 def test_missing_value_and_oversized_messages_are_dead_lettered() -> None:
-    assert decode(S, None, ALICE) == DeadLetter(
-        "invalid_json", "empty message or larger than 256 KiB"
-    )
-    big = json.dumps(env(payload={**MODEL, "description": "x" * MAX_COMMAND_BYTES})).encode()
+    assert decode(S, None, ALICE) == DeadLetter("invalid_json", "empty message")
+    big = json.dumps(env(payload={**MODEL, "description": "x" * S.command_max_bytes})).encode()
     out = decode(S, big, ALICE)
-    assert isinstance(out, DeadLetter) and out.reason == "invalid_json"
+    assert isinstance(out, DeadLetter) and out.reason == "too_large"
+    assert str(S.command_max_bytes) in out.detail
 
 
 @pytest.mark.parametrize(

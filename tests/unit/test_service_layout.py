@@ -9,6 +9,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from veritas import services
 from veritas.settings import Settings
 from workers.base import handler_name, metrics_port
@@ -47,18 +49,18 @@ def _serve(port: int, body: bytes) -> ThreadingHTTPServer:
     return server
 
 
-def test_a_metrics_port_answered_by_another_process_is_not_healthy(tmp_path: Path) -> None:
+def test_a_metrics_port_answered_by_another_process_is_not_healthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     s = Settings(var_dir=tmp_path, metrics_port_base=port)
     s.run_dir.mkdir(parents=True)
-    # A stand-in with the worker's module name on its command line, so service_pid accepts it.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "workers.command_handler"]
-    )
+    # A stand-in for the process the supervisor reports as the command handler.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (s.run_dir / "command-handler.pid").write_text(str(proc.pid))
+        monkeypatch.setattr(services, "service_pid", lambda _s, _n: proc.pid)
         for pid, healthy in ((proc.pid + 1, False), (proc.pid, True)):
             line = f'veritas_worker_info{{name="command-handler",pid="{pid}"}} 1.0\n'
             server = _serve(port, line.encode())
