@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -95,6 +96,6 @@ def load_model(directory: Path, device: str = "cpu") -> tuple[MLP, dict[str, Any
         model.load_state_dict(load_file(str(directory / MODEL_FILE)), strict=True)
     except InvalidJob:
         raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise InvalidJob(f"cannot load the artifact in {directory}: {exc}") from exc
     return model.to(device).eval(), manifest
