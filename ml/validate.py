@@ -145,7 +145,8 @@ def validate(
 
 
 def _rejected(candidate_dir: Path, security: dict[str, Any], check_drift: bool) -> ValidationReport:
-    size = (candidate_dir / mlp.MODEL_FILE).stat().st_size
+    path = candidate_dir / mlp.MODEL_FILE
+    size = path.stat().st_size if path.is_file() else None
     metrics: dict[str, Any] = {
         "accuracy": None,
         "latency_p95_ms": None,
