@@ -57,7 +57,10 @@ def test_snapshot_round_trip_has_only_safetensors_and_json(tmp_path: Path) -> No
     s = digits_snapshot()
     files = prepare.save_snapshot(s, tmp_path / "a")
     assert sorted(p.name for p in files) == ["data.safetensors", "snapshot.json"]
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["data.safetensors", "snapshot.json"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "data.safetensors",
+        "snapshot.json",
+    ]
     assert not files[0].read_bytes().startswith(b"\x80")  # no pickle
     meta = json.loads(files[1].read_text())
     assert meta["split"] == {"train": 1437, "holdout": 360, "reference": 1000}

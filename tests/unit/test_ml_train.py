@@ -33,10 +33,16 @@ def test_digits_reaches_095_holdout_accuracy_with_the_defaults(tmp_path: Path) -
     assert artifact.sha256 == sha256_file(tmp_path / "model.safetensors")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["classes"] == [str(i) for i in range(10)]
-    assert [f["name"] for f in manifest["input_schema"]["features"]][:2] == ["pixel_0_0", "pixel_0_1"]
+    assert [f["name"] for f in manifest["input_schema"]["features"]][:2] == [
+        "pixel_0_0",
+        "pixel_0_1",
+    ]
     assert manifest["architecture"]["hidden_units"] == 64
     assert manifest["hyperparameters"] == dataclasses.asdict(Hyperparameters())
-    assert manifest["frameworks"]["torch"] and len(manifest["preprocessing"]["standardisation"]["mean"]) == 64
+    assert (
+        manifest["frameworks"]["torch"]
+        and len(manifest["preprocessing"]["standardisation"]["mean"]) == 64
+    )
     assert sorted(manifest["tensors"]) == sorted(numpy_forward.STATE_KEYS)
 
 
@@ -47,7 +53,9 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Pat
         result = train(digits_snapshot(), dataclasses.replace(hp, seed=seed), device="cpu")
         digests.append(save_artifact(result, tmp_path / name).sha256)
     assert digests[0] == digests[1] != digests[2]
-    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (
+        tmp_path / "b" / "manifest.json"
+    ).read_bytes()
 
 
 def test_a_huge_learning_rate_diverges_permanently() -> None:
