@@ -11,7 +11,7 @@ why the latency gate also has an absolute slack.
 Peak memory: the peak of ``tracemalloc``'s traced allocations while the artifact is loaded with
 ``safetensors.numpy`` and one request is answered by ``ml.numpy_forward`` (the serving-equivalent
 path). It counts the tensors' bytes plus the activations and Python objects made on the way; it is
-repeatable to within ~1 KiB, unlike RSS, and it does not depend on torch's allocator.
+repeatable to within ~1% (a few hundred bytes of Python objects; unlike RSS), and it does not depend on torch's allocator.
 """
 
 from __future__ import annotations
@@ -76,7 +76,12 @@ def _one_round(
 
 
 def peak_memory_bytes(model_path: Path, row: np.ndarray) -> int:
-    """Peak traced bytes while loading ``model_path`` and answering one request (numpy path)."""
+    """Peak traced bytes while loading ``model_path`` and answering one request (numpy path).
+
+    One untraced run first, so one-time allocations (numpy's and safetensors' first-call caches)
+    fall on no model: the first traced run in a process read ~1 KiB more than later ones.
+    """
+    numpy_forward.predict_proba(numpy_forward.load_state(model_path), row[:1])
     gc.collect()
     tracemalloc.start()
     try:

@@ -178,3 +178,12 @@ def test_the_real_drift_check_finds_no_drift_between_random_splits(
     snapshot = prepare.prepare(prepare.datasets.load("sklearn:digits"), seed=0)
     gate = _gates(validate(snapshot, artifacts["strong"], None, 0.5))["data_drift"]
     assert gate["passed"] and gate["value"] <= 0.3
+
+
+def test_peak_memory_is_repeatable_and_counts_the_tensors(artifacts: dict[str, Path]) -> None:
+    from ml.measure import peak_memory_bytes
+
+    row = digits_snapshot().X_holdout[:1]
+    path = artifacts["strong"] / "model.safetensors"
+    first, second = peak_memory_bytes(path, row), peak_memory_bytes(path, row)
+    assert abs(first - second) <= 0.02 * first and first >= path.stat().st_size
