@@ -37,7 +37,7 @@ from veritas.eventstore import EventStore
 from veritas.kafka import headers, transactional_producer, where
 from veritas.settings import Settings
 from workers.base import consume_batch, handler_name, main, start_worker
-from workers.recovery import Abort, Fatal, Stopped, abort, txn_call, until_it_works
+from workers.recovery import WATCHDOG, Abort, Fatal, Stopped, abort, txn_call, until_it_works
 
 log = logging.getLogger("veritas.command_handler")
 OUTCOMES = Counter("veritas_commands_total", "Command outcomes", ["status", "reason_code"])
@@ -213,6 +213,11 @@ def _consumer(container: Container) -> Consumer:
 
 def _producer(container: Container, tid: str) -> Producer:
     s = container.settings
+    with WATCHDOG.guard("init_transactions", 90.0):
+        return _new_producer(s, tid)
+
+
+def _new_producer(s: Settings, tid: str) -> Producer:
     return transactional_producer(
         s,
         tid,
@@ -270,8 +275,9 @@ def _close(committer: Committer, consumer: Consumer, producer: Producer, s: Sett
         committer.drain()
     with contextlib.suppress(Exception):
         abort(producer, s.kafka_call_timeout_s, s.kafka_call_timeout_s)
-    consumer.close()  # leaves the group: its partitions move to the other instances now
-    producer.flush(s.kafka_call_timeout_s)
+    with WATCHDOG.guard("close", 3 * s.kafka_call_timeout_s + 10):
+        consumer.close()  # leaves the group: its partitions move to the other instances now
+        producer.flush(s.kafka_call_timeout_s)
 
 
 def _rewind(

@@ -12,8 +12,11 @@ init_transactions() aborts whatever its predecessor left open.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -30,6 +33,47 @@ from veritas.faults import transient
 
 log = logging.getLogger("veritas.recovery")
 EXIT_FATAL = 70
+EXIT_HUNG = 71
+
+
+class Watchdog:
+    """Ends the process when a guarded call outlives its limit. A client call can ignore its own
+    timeout: after a broker restart, librdkafka's send_offsets_to_transaction() was seen to never
+    return although it was given 10 s. The supervisor then starts a fresh process, whose
+    init_transactions() settles the transaction that was left open."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[int, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def guard(self, what: str, limit_s: float) -> Iterator[None]:
+        key = threading.get_ident()
+        with self._lock:
+            self._deadlines[key] = (time.monotonic() + limit_s, what)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadlines.pop(key, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._lock:
+                late = [what for deadline, what in self._deadlines.values() if now > deadline]
+            if late:
+                log.critical("%s did not return within its limit; exiting for a restart", late[0])
+                logging.shutdown()
+                os._exit(EXIT_HUNG)
+
+
+WATCHDOG = Watchdog()
 
 
 class Fatal(Exception):
@@ -90,6 +134,10 @@ def txn_call(what: str, fn: Callable[[float], Any], timeout_s: float, budget_s: 
             and not err.txn_requires_abort()
         )
 
+    def guarded(timeout: float) -> Any:
+        with WATCHDOG.guard(what, timeout + 10.0):
+            return fn(timeout)
+
     try:
         Retrying(
             retry=retry_if_exception(retriable),
@@ -97,7 +145,7 @@ def txn_call(what: str, fn: Callable[[float], Any], timeout_s: float, budget_s: 
             stop=stop_after_delay(budget_s),
             before_sleep=_log_retry(what),
             reraise=True,
-        )(fn, timeout_s)
+        )(guarded, timeout_s)
     except KafkaException as exc:
         raise classify(exc, what) from exc
 

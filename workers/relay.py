@@ -21,7 +21,7 @@ from veritas.bootstrap import Container, bootstrap
 from veritas.eventstore import Notification
 from veritas.kafka import RELAY_POSITION_TOPIC, relay_position, transactional_producer
 from workers.base import main, start_worker
-from workers.recovery import Abort, Fatal, Stopped, txn_call, until_it_works
+from workers.recovery import WATCHDOG, Abort, Fatal, Stopped, txn_call, until_it_works
 
 log = logging.getLogger("veritas.relay")
 RELAYED = Counter("veritas_relay_events_total", "Events published to Kafka")
@@ -58,7 +58,8 @@ def connect(container: Container, stop: threading.Event) -> tuple[Producer, int]
 
     def attempt() -> tuple[Producer, int]:
         try:
-            return make_producer(container), relay_position(container.settings)
+            with WATCHDOG.guard("relay connect", 90.0):
+                return make_producer(container), relay_position(container.settings)
         except KafkaException as exc:
             raise ConnectionError(f"Kafka: {exc}") from exc
 
@@ -100,7 +101,8 @@ def run(container: Container) -> None:
                 break
         except Stopped:
             break
-    producer.flush(s.kafka_call_timeout_s)
+    with WATCHDOG.guard("flush", s.kafka_call_timeout_s + 10):
+        producer.flush(s.kafka_call_timeout_s)
     log.info("relay stopped at notification %d", position)
 
 

@@ -213,3 +213,35 @@ def test_work_without_progress_is_stalled_and_named(stack: Settings) -> None:
     while _ready(s) != 200:
         assert time.monotonic() < deadline, "/ready did not come back after the stall"
         time.sleep(0.5)
+
+
+def _members(s: Settings) -> list[Any]:
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
+    group = admin.describe_consumer_groups(["veritas-command-handler"])["veritas-command-handler"]
+    return list(group.result(timeout=10).members)
+
+
+def test_a_handler_stopped_with_sigterm_leaves_its_group_at_once(stack: Settings) -> None:
+    s = stack
+    deadline = time.monotonic() + 60
+    while len(_members(s)) != 2:  # both instances in the group
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    supervisor.stop(s, "command-handler-1")  # SIGTERM, waits for the process to end
+    try:
+        # Left at once: not still a member until its session (kafka_session_timeout_ms) runs out.
+        assert len(_members(s)) == 1
+        wanted = {("registry.commands", p) for p in range(s.topic_partitions)}
+        deadline = time.monotonic() + 30
+        while True:  # the other instance takes its partitions over
+            members = _members(s)
+            owned = {(tp.topic, tp.partition) for tp in members[0].assignment.topic_partitions}
+            if wanted <= owned:
+                break
+            assert time.monotonic() < deadline, owned
+            time.sleep(0.3)
+    finally:
+        services.start_service(s, "command-handler-1")
+    services.wait_healthy(s, ["command-handler-1"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 
 import psycopg
 import pytest
@@ -10,7 +13,16 @@ from confluent_kafka import KafkaError, KafkaException
 from eventsourcing import persistence
 
 from veritas.faults import transient
-from workers.recovery import Abort, Fatal, Stopped, abort, txn_call, until_it_works
+from workers.recovery import (
+    EXIT_HUNG,
+    WATCHDOG,
+    Abort,
+    Fatal,
+    Stopped,
+    abort,
+    txn_call,
+    until_it_works,
+)
 
 
 def _kafka(code: int = KafkaError._TIMED_OUT, **flags: bool) -> KafkaException:
@@ -91,3 +103,20 @@ def test_until_it_works_waits_out_transient_faults_and_stops_on_request() -> Non
 
     with pytest.raises(Stopped):
         until_it_works(stop, "down", down)
+
+
+def test_a_call_that_outlives_its_limit_ends_the_process_for_a_restart() -> None:
+    code = (
+        "import time\nfrom workers.recovery import WATCHDOG\n"
+        "with WATCHDOG.guard('send_offsets_to_transaction', 0.5):\n    time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == EXIT_HUNG
+    assert time.monotonic() - started < 10
+    assert "send_offsets_to_transaction did not return" in r.stderr
+
+
+def test_a_call_within_its_limit_is_left_alone() -> None:
+    with WATCHDOG.guard("quick", 5.0):
+        time.sleep(0.6)  # the watchdog looked at least once meanwhile
