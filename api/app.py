@@ -129,7 +129,13 @@ def _probe_routes(app: FastAPI, c: Container) -> None:
 
 def _partition_key(cmd: schemas.CommandRequest, command_id: str) -> str:
     p = cmd.payload
-    return str(p.get("model_name") or p.get("name") or p.get("submission_id") or command_id)
+    return str(
+        p.get("run_id")
+        or p.get("model_name")
+        or p.get("name")
+        or p.get("submission_id")
+        or command_id
+    )
 
 
 def _command_routes(app: FastAPI, c: Container) -> None:

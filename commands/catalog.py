@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import governance, registry
+from commands import governance, registry, training
 from commands.base import Command
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -18,6 +18,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         governance.SubmitForApproval,
         governance.ApproveSubmission,
         governance.RejectSubmission,
+        *training.PUBLIC,
+        *training.INTERNAL,
     )
 }
 

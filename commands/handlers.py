@@ -7,11 +7,12 @@ invariants and record events) and returns nothing; the worker commits what was r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from commands import training_handlers
 from commands.base import Command
+from commands.deps import Deps
 from commands.governance import ApproveSubmission, RejectSubmission, SubmitForApproval
 from commands.registry import (
     ArchiveModelVersion,
@@ -22,7 +23,6 @@ from commands.registry import (
     TransitionStage,
     UpdateModelMetadata,
 )
-from domain.base import Meta
 from domain.errors import InvariantViolation
 from domain.governance import Submission, submission_id_for
 from domain.registry import (
@@ -33,14 +33,8 @@ from domain.registry import (
     model_id,
     version_id,
 )
-from veritas.uow import UnitOfWork
 
-
-@dataclass(frozen=True)
-class Deps:
-    uow: UnitOfWork
-    meta: Meta
-
+__all__ = ["HANDLERS", "PREFETCH", "Deps"]
 
 Handler = Callable[..., None]
 
@@ -157,6 +151,7 @@ HANDLERS: dict[type[Command], Handler] = {
     SubmitForApproval: submit_for_approval,
     ApproveSubmission: approve_submission,
     RejectSubmission: reject_submission,
+    **training_handlers.HANDLERS,
 }
 
 
@@ -184,4 +179,5 @@ PREFETCH: dict[type[Command], Callable[[Any], list[UUID]]] = {
     SubmitForApproval: lambda c: _version_ids(c.model_name, c.version),
     ApproveSubmission: lambda c: [c.submission_id],
     RejectSubmission: lambda c: [c.submission_id],
+    **training_handlers.PREFETCH,
 }

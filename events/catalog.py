@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from events import governance, registry
+from events import governance, registry, training
 from events.base import DomainEvent
 
-EVENT_TYPES: dict[str, type[DomainEvent]] = {**registry.EVENTS, **governance.EVENTS}
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    **registry.EVENTS,
+    **governance.EVENTS,
+    **training.EVENTS,
+}
 
 EVENT_TOPICS: dict[str, str] = {
     "registry": "registry.events",

@@ -19,12 +19,16 @@ class Role(StrEnum):
     APPROVER = "approver"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    # Veritas's own processes (the saga orchestrators and step workers): the only callers of the
+    # internal step commands, so nobody can forge a step's result.
+    SERVICE = "service"
 
 
 ALL_ROLES = frozenset(Role)
-_AUTHORS = frozenset({Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN})
+_AUTHORS = frozenset({Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN, Role.SERVICE})
 _OPERATORS = frozenset({Role.ML_ENGINEER, Role.ADMIN})
 _APPROVERS = frozenset({Role.APPROVER})
+_SERVICE = frozenset({Role.SERVICE})
 
 # Which roles may issue each command or read each resource. Tests cover every row.
 PERMISSIONS: dict[str, frozenset[Role]] = {
@@ -34,10 +38,25 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "RegisterModelVersion": _AUTHORS,
     "TransitionStage": _OPERATORS,
     "RollbackProduction": _OPERATORS,
-    "ArchiveModelVersion": _OPERATORS,
+    # The training saga archives a version it registered when it compensates.
+    "ArchiveModelVersion": _OPERATORS | _SERVICE,
     "SubmitForApproval": _AUTHORS,
     "ApproveSubmission": _APPROVERS,
     "RejectSubmission": _APPROVERS,
+    "StartTraining": _AUTHORS,
+    "CancelTraining": _AUTHORS,
+    **{
+        name: _SERVICE
+        for name in (
+            "DispatchStep",
+            "RecordStepResult",
+            "RecordStepTimeout",
+            "ScheduleRetry",
+            "RecordTrainingProgress",
+            "BeginCompensation",
+            "FinishTraining",
+        )
+    },
     "read:registry": ALL_ROLES,
     "read:audit": frozenset({Role.AUDITOR, Role.ADMIN}),
 }

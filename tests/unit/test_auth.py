@@ -23,23 +23,33 @@ from veritas.auth import (
 from veritas.settings import Settings
 
 DS, MLE, APP, AUD, ADM = "data_scientist", "ml_engineer", "approver", "auditor", "admin"
+SVC = "service"  # Veritas's own processes: sagas and step workers
 
 # Written out by hand from DESIGN and seed 004; deliberately not derived from PERMISSIONS.
 EXPECTED: dict[str, set[str]] = {
-    "RegisterModel": {DS, MLE, ADM},
-    "UpdateModelMetadata": {DS, MLE, ADM},
-    "RegisterDataset": {DS, MLE, ADM},
-    "RegisterModelVersion": {DS, MLE, ADM},
+    "RegisterModel": {DS, MLE, ADM, SVC},
+    "UpdateModelMetadata": {DS, MLE, ADM, SVC},
+    "RegisterDataset": {DS, MLE, ADM, SVC},
+    "RegisterModelVersion": {DS, MLE, ADM, SVC},
     "TransitionStage": {MLE, ADM},
     "RollbackProduction": {MLE, ADM},
-    "ArchiveModelVersion": {MLE, ADM},
-    "SubmitForApproval": {DS, MLE, ADM},
+    "ArchiveModelVersion": {MLE, ADM, SVC},
+    "SubmitForApproval": {DS, MLE, ADM, SVC},
     "ApproveSubmission": {APP},
     "RejectSubmission": {APP},
-    "read:registry": {DS, MLE, APP, AUD, ADM},
+    "StartTraining": {DS, MLE, ADM, SVC},
+    "CancelTraining": {DS, MLE, ADM, SVC},
+    "DispatchStep": {SVC},
+    "RecordStepResult": {SVC},
+    "RecordStepTimeout": {SVC},
+    "ScheduleRetry": {SVC},
+    "RecordTrainingProgress": {SVC},
+    "BeginCompensation": {SVC},
+    "FinishTraining": {SVC},
+    "read:registry": {DS, MLE, APP, AUD, ADM, SVC},
     "read:audit": {AUD, ADM},
 }
-ROLES = [DS, MLE, APP, AUD, ADM]
+ROLES = [DS, MLE, APP, AUD, ADM, SVC]
 
 SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"
 
