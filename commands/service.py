@@ -16,7 +16,8 @@ from typing import TypeGuard
 from prometheus_client import Counter
 
 from commands.decoding import DeadLetter, Ready, decode
-from commands.handlers import HANDLERS, PREFETCH, Deps
+from commands.deps import Deps, TrainingConfig
+from commands.handlers import HANDLERS, PREFETCH
 from commands.results import CommandResult, EventRef
 from domain.base import Meta
 from domain.errors import DomainError
@@ -52,15 +53,23 @@ def _meta(ready: Ready, clock: Clock) -> Meta:
     )
 
 
+def training_config(settings: Settings) -> TrainingConfig:
+    return TrainingConfig(
+        fault_injection=settings.training_fault_injection,
+        max_attempts=settings.training_max_attempts,
+        step_deadline_s=dict(settings.training_step_deadlines_s),
+    )
+
+
 def _apply(
-    uow: UnitOfWork, ready: Ready, clock: Clock
+    uow: UnitOfWork, ready: Ready, clock: Clock, config: TrainingConfig = TrainingConfig()
 ) -> tuple[Outcome, list[tuple[str, EventEnvelope]]]:
     cid = ready.envelope.command_id
     uow.begin_command()
     meta = _meta(ready, clock)
     try:
         with logs.correlated(meta.correlation_id):
-            HANDLERS[type(ready.command)](ready.command, deps=Deps(uow, meta))
+            HANDLERS[type(ready.command)](ready.command, deps=Deps(uow, meta, config))
     except DomainError as exc:
         uow.rollback_command()
         return CommandResult.rejected(cid, exc.reason_code, exc.message, exc.sub_code), []
@@ -137,7 +146,9 @@ def _process(
         if cid in known or cid in fresh:
             outcomes.append(known.get(cid) or fresh[cid])
             continue
-        outcome, new = _apply(uow, d, clock) if isinstance(d, Ready) else (d, [])
+        outcome, new = (
+            _apply(uow, d, clock, training_config(settings)) if isinstance(d, Ready) else (d, [])
+        )
         events.extend(new)
         if _remembered(outcome):
             fresh[cid] = outcome
@@ -162,7 +173,10 @@ def _commit_single(
     for _ in range(settings.handler_conflict_retries):
         if (known := store.find_results([cid]).get(cid)) is not None:
             return known
-        outcome, events = _apply(UnitOfWork(store), d, clock) if isinstance(d, Ready) else (d, [])
+        config = training_config(settings)
+        outcome, events = (
+            _apply(UnitOfWork(store), d, clock, config) if isinstance(d, Ready) else (d, [])
+        )
         if not _remembered(outcome):
             return outcome
         try:

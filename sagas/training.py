@@ -60,6 +60,13 @@ class Timer:
     key: str
 
 
+def command_id(cause: str, index: int, ctype: str) -> str:
+    """A command's id from what caused it (an event id, or a timer's key) and its place among the
+    policy's answers: a redelivery or a re-fired timer sends the very same id."""
+    digest = hashlib.sha256(f"{cause}|{index}|{ctype}".encode()).hexdigest()[:40]
+    return f"saga:{digest}"
+
+
 def _send(run: TrainingRun, ctype: str, **payload: Any) -> Send:
     return Send(ctype, {"run_id": str(run.id), **payload}, str(run.id))
 
@@ -221,17 +228,17 @@ def timers(run: TrainingRun) -> list[Timer]:
     if run.open is not None:
         o = run.open
         out.append(
-            Timer(datetime.fromisoformat(o.deadline_at), f"deadline/{o.step}/{o.kind}/{o.attempt}")
+            Timer(datetime.fromisoformat(o.deadline_at), f"deadline:{o.step}:{o.kind}:{o.attempt}")
         )
     if run.retry is not None:
         r = run.retry
-        out.append(Timer(datetime.fromisoformat(r.due_at), f"retry/{r.step}/{r.kind}/{r.attempt}"))
+        out.append(Timer(datetime.fromisoformat(r.due_at), f"retry:{r.step}:{r.kind}:{r.attempt}"))
     return out
 
 
 def on_timer(run: TrainingRun, key: str) -> list[Outgoing]:
     """A timer fired: if the state still asks for it, act (a stale timer does nothing)."""
-    what, step, kind, attempt = key.split("/")
+    what, step, kind, attempt = key.split(":")
     n = int(attempt)
     if (
         what == "deadline"

@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     api_unauthenticated_rate_limit: str = "30/second"
     command_max_bytes: int = Field(256 * 1024, ge=1024)
 
+    # Training saga
+    training_max_attempts: int = Field(3, ge=1, le=20)  # per step, retries included
+    training_step_deadlines_s: dict[str, float] = {
+        "data_preparation": 120.0,
+        "model_training": 900.0,
+        "model_validation": 300.0,
+        "model_registration": 120.0,
+    }
+    # StartTraining may carry `faults` (injected failures, no-op steps): tests and benchmarks only.
+    training_fault_injection: bool = False
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"
