@@ -10,11 +10,15 @@ from pydantic import ValidationError
 
 from commands.results import CommandResult
 from events.envelope import EventEnvelope
-from projections import governance, registry
+from projections import governance, registry, training
 from projections.ops import Event, Projection, Row, execute, sql_value
 from veritas.kafka import headers, where
 
-PROJECTIONS: dict[str, Projection] = {**registry.PROJECTIONS, **governance.PROJECTIONS}
+PROJECTIONS: dict[str, Projection] = {
+    **registry.PROJECTIONS,
+    **governance.PROJECTIONS,
+    **training.PROJECTIONS,
+}
 EVENT_TOPICS = (
     "registry.events",
     "governance.events",

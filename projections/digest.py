@@ -13,6 +13,8 @@ TABLES: dict[str, str] = {
     "rm_stage_history": "aggregate_id, event_version",
     "rm_datasets": "name, version",
     "rm_submissions": "submission_id",
+    "rm_training_runs": "run_id",
+    "rm_training_steps": "attempt_key",
     "rm_audit_log": "aggregate_id, version",
     "rm_command_status": "command_id",
     "rm_projection_positions": "topic, kafka_partition",

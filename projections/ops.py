@@ -60,6 +60,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "rm_submissions": ("submission_id",),
     "rm_stage_history": ("aggregate_id", "event_version"),
     "rm_datasets": ("name", "version"),
+    "rm_training_runs": ("run_id",),
+    "rm_training_steps": ("attempt_key",),
 }
 
 

@@ -68,6 +68,24 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX rm_models_aggregate ON rm_models (aggregate_id);
     CREATE UNIQUE INDEX rm_model_versions_aggregate ON rm_model_versions (aggregate_id);
     """,
+    # Training runs (the TrainingRun saga) and each attempt of their steps and compensations.
+    """
+    CREATE TABLE rm_training_runs (
+        run_id uuid PRIMARY KEY, model_name text NOT NULL, dataset_uri text NOT NULL,
+        status text NOT NULL, requested_by text NOT NULL, hyperparameters jsonb NOT NULL,
+        gates jsonb NOT NULL, trigger jsonb, current_step text, gate_results jsonb NOT NULL,
+        compensations jsonb NOT NULL, progress jsonb NOT NULL, retries jsonb NOT NULL,
+        cause text, failed_step text, error text, version text, artifact_sha256 text,
+        submission_id text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+    CREATE INDEX rm_training_runs_model ON rm_training_runs (model_name, created_at);
+    CREATE INDEX rm_training_runs_status ON rm_training_runs (status, created_at);
+    CREATE TABLE rm_training_steps (
+        attempt_key text PRIMARY KEY, run_id uuid NOT NULL, step text NOT NULL, kind text NOT NULL,
+        attempt int NOT NULL, status text NOT NULL, dispatched_at timestamptz NOT NULL,
+        deadline_at text NOT NULL, finished_at timestamptz, duration_s double precision,
+        result jsonb, error text);
+    CREATE INDEX rm_training_steps_run ON rm_training_steps (run_id, dispatched_at);
+    """,
 ]
 
 
