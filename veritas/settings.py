@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     api_unauthenticated_rate_limit: str = "30/second"
     command_max_bytes: int = Field(256 * 1024, ge=1024)
 
+    # Signing (artifacts and events): a PEM Ed25519 private key, else the key kept in keys_dir.
+    signing_private_key: SecretStr | None = None
+    # Where trained artifacts, manifests, reference profiles and model cards are kept (by sha256).
+    artifact_root: Path | None = None  # None: var/artifacts
+
     # Training saga
     training_max_attempts: int = Field(3, ge=1, le=20)  # per step, retries included
     training_step_deadlines_s: dict[str, float] = {
@@ -97,6 +102,14 @@ class Settings(BaseSettings):
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.var_dir / "keys"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.artifact_root or self.var_dir / "artifacts"
 
     @property
     def pg_data_dir(self) -> Path:
