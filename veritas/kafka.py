@@ -58,12 +58,19 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka_bootstrap_servers, **extra}
 
 
+# The broker's default: a topic's limit bounds a whole record batch, not one message, and clients
+# batch up to librdkafka's batch.size (1,000,000 bytes) by default. A lower limit on a command
+# topic makes a busy client's batches fail with MSG_SIZE_TOO_LARGE: commands lost at the sender.
+BATCH_LIMIT = 1048588
+
+
 def size_limits(settings: Settings, name: str) -> dict[str, str]:
-    """Message size limits that agree end to end: a command topic takes what the handler decodes
-    (command_max_bytes, which the API's 413 also uses) plus framing; the dead-letter topic takes an
-    original that was compressed on the wire, whole, up to dlq_max_bytes."""
+    """Message size limits that agree end to end. A command topic takes whole client batches
+    (BATCH_LIMIT); one command is at most command_max_bytes (the handler's `too_large` and the
+    API's 413). The dead-letter topic takes an original that was compressed on the wire, whole,
+    up to dlq_max_bytes plus its headers."""
     if name.endswith(".commands"):
-        return {"max.message.bytes": str(settings.command_max_bytes + 16 * 1024)}
+        return {"max.message.bytes": str(max(BATCH_LIMIT, settings.command_max_bytes + 16 * 1024))}
     if name == "commands.dlq":
         return {"max.message.bytes": str(settings.dlq_max_bytes + 1024 * 1024)}
     return {}
