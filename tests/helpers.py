@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -25,7 +26,7 @@ def envelope(
         "command_id": command_id or str(uuid.uuid4()),
         "type": ctype,
         "schema_version": version,
-        "issued_at": "2026-11-27T12:00:00Z",
+        "issued_at": datetime.now(UTC).isoformat(),
         "payload": payload,
     }
 

@@ -168,7 +168,7 @@ def run(container: Container, instance: int = 0) -> None:
                 continue
             BATCH_SIZE.observe(len(msgs))
             with BATCH_SECONDS.time():
-                items = [Incoming(m.value(), _auth_header(m)) for m in msgs]
+                items = [Incoming(m.value(), _auth_header(m), m.topic()) for m in msgs]
                 outcomes = process_batch(items, store=store, settings=s, clock=container.clock)
                 committer.wait()  # the next transaction begins only after the previous commit
                 publish(producer, msgs, outcomes)
