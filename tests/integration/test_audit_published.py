@@ -20,7 +20,8 @@ from events.envelope import GENESIS_HASH
 from projections import bulk
 from projections.apply import apply_batch
 from projections.replay import verify_chains
-from tests.integration.test_projection_executors import Rec, _connect, schemas
+from tests.helpers import Rec
+from tests.integration.test_projection_executors import _connect, schemas
 from veritas import audit
 from veritas.bootstrap import bootstrap
 from veritas.cli import app
