@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,14 +184,15 @@ def command_envelope(
     ctype: str,
     schema_version: int,
     payload: dict[str, Any],
-    issued_at: str = "2026-11-27T12:00:00Z",
+    issued_at: str | None = None,
 ) -> bytes:
-    """A command as DESIGN's envelope, encoded for Kafka."""
+    """A command as DESIGN's envelope, encoded for Kafka (issued now, unless told otherwise: the
+    handler refuses an issued_at outside its window)."""
     doc = {
         "command_id": command_id,
         "type": ctype,
         "schema_version": schema_version,
-        "issued_at": issued_at,
+        "issued_at": issued_at or datetime.now(UTC).isoformat(),
         "payload": payload,
     }
     return json.dumps(doc).encode()

@@ -98,9 +98,7 @@ def register_envelope(command_id: str, name: str) -> bytes:
 
 def update_envelope(command_id: str, name: str) -> bytes:
     payload = {"name": name, "description": TEXT + "(updated)", "tags": {"reviewed": "yes"}}
-    return command_envelope(
-        command_id, "UpdateModelMetadata", 1, payload, issued_at="2026-11-27T12:00:01Z"
-    )
+    return command_envelope(command_id, "UpdateModelMetadata", 1, payload)
 
 
 def git_state() -> dict[str, Any]:

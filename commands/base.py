@@ -5,8 +5,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
+from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -41,9 +49,35 @@ def _sha256(value: str) -> str:
 SemVer = Annotated[str, AfterValidator(_semver)]
 Sha256 = Annotated[str, AfterValidator(_sha256)]
 Metrics = Annotated[
-    dict[Annotated[str, StringConstraints(max_length=64)], float], Field(max_length=100)
+    dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[float, Field(allow_inf_nan=False)],
+    ],
+    Field(max_length=100),
 ]
 FreeDict = Annotated[dict[str, Any], Field(max_length=200)]
+
+
+def _timestamp(value: object) -> object:
+    # Strict mode takes no string for a datetime; a plain lax one would take numbers, numeric
+    # strings and naive times. Only an ISO 8601 string with a time zone is an issued_at.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-12-02T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must name its time zone, e.g. 2026-12-02T12:00:00Z")
+    return parsed
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+# Strict mode takes no string for a UUID either: these fields parse the JSON string.
+LaxUUID = Annotated[UUID, Field(strict=False)]
+# Commands are validated strictly (no "2" for an int, "1.5" for a float or 1 for a bool); a
+# float field still takes a JSON integer.
+STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 def semver_key(version: str) -> tuple[int, int, int]:
@@ -54,7 +88,7 @@ def semver_key(version: str) -> tuple[int, int, int]:
 class Command(BaseModel):
     """Base of every command payload. Subclasses set `context` and may raise `schema_version`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
     context: ClassVar[str]
     schema_version: ClassVar[int] = 1
 
@@ -63,11 +97,11 @@ COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 class CommandEnvelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
 
     command_id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
     type: Annotated[str, StringConstraints(max_length=64)]
     schema_version: int = Field(ge=1)
-    issued_at: datetime
+    issued_at: Timestamp
     correlation_id: Annotated[str, StringConstraints(max_length=128)] | None = None
     payload: dict[str, Any]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from domain.base import Meta
 from veritas.uow import UnitOfWork
 
+
 @dataclass(frozen=True)
 class TrainingConfig:
     fault_injection: bool = False  # StartTraining may carry `faults` (tests and benchmarks)

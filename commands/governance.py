@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
-from commands.base import Command, Name, SemVer, ShortText, TargetStage, Text
+from commands.base import Command, LaxUUID, Name, SemVer, ShortText, TargetStage, Text
 
 
 class GovernanceCommand(Command):
@@ -19,10 +17,10 @@ class SubmitForApproval(GovernanceCommand):
 
 
 class ApproveSubmission(GovernanceCommand):
-    submission_id: UUID
+    submission_id: LaxUUID
     comments: ShortText | None = None
 
 
 class RejectSubmission(GovernanceCommand):
-    submission_id: UUID
+    submission_id: LaxUUID
     reason: Text

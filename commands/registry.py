@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from commands.base import (
+    STRICT,
     Command,
     FreeDict,
     Metrics,
@@ -51,21 +52,21 @@ class RegisterDataset(RegistryCommand):
 
 
 class Artifact(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
     uri: Uri
     sha256: Sha256
     signature: ShortText
 
 
 class DatasetRef(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
     name: Name
     version: SemVer
     checksum: Sha256
 
 
 class Lineage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
     parent_version: SemVer | None = None
     dataset: DatasetRef | None = None
     training_config: FreeDict = {}

@@ -9,6 +9,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 
+def safe_text(text: str, limit: int = 2000) -> str:
+    """`text` cut to `limit` characters and fit for every store of it: no NUL (Postgres refuses
+    it) and no lone surrogate (no UTF-8 for it), each written as a backslash escape instead."""
+    text = text[:limit]
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class EventRef(BaseModel):
     model_config = ConfigDict(frozen=True)
     event_id: UUID
@@ -40,5 +49,5 @@ class CommandResult(BaseModel):
             status="rejected",
             reason_code=reason_code,
             sub_code=sub_code,
-            message=message,
+            message=safe_text(message),
         )

@@ -43,7 +43,7 @@ Clock = Callable[[], datetime]
 class Incoming:
     value: bytes | None
     authorization: str | None
-    topic: str | None = None
+    topic: str | None  # where it was read from: each command type has its own context's topic
 
 
 def _meta(ready: Ready, clock: Clock) -> Meta:
@@ -62,14 +62,16 @@ def training_config(settings: Settings) -> TrainingConfig:
 
 
 def _apply(
-    uow: UnitOfWork, ready: Ready, clock: Clock, config: TrainingConfig = TrainingConfig()
+    uow: UnitOfWork, ready: Ready, clock: Clock, settings: Settings
 ) -> tuple[Outcome, list[tuple[str, EventEnvelope]]]:
     cid = ready.envelope.command_id
     uow.begin_command()
     meta = _meta(ready, clock)
     try:
         with logs.correlated(meta.correlation_id):
-            HANDLERS[type(ready.command)](ready.command, deps=Deps(uow, meta, config))
+            HANDLERS[type(ready.command)](
+                ready.command, deps=Deps(uow, meta, training_config(settings))
+            )
     except DomainError as exc:
         uow.rollback_command()
         return CommandResult.rejected(cid, exc.reason_code, exc.message, exc.sub_code), []
@@ -80,12 +82,40 @@ def _apply(
         log.exception("handler failed on command %s", cid)
         uow.rollback_command()
         return DeadLetter("handler_error", f"{type(exc).__name__}: {exc}"), []
+    if (oversized := _oversized(uow.recorded(), settings.event_max_bytes)) is not None:
+        uow.rollback_command()
+        return CommandResult.rejected(cid, "too_large", oversized), []
     events = uow.end_command()
     refs = [
         EventRef(event_id=e.event_id, aggregate_id=e.aggregate_id, version=e.version)
         for _, e in events
     ]
     return CommandResult(command_id=cid, status="accepted", events=refs), events
+
+
+def _oversized(events: list[tuple[str, EventEnvelope]], limit: int) -> str | None:
+    """The relay must be able to publish every event: none may outgrow a Kafka message."""
+    for _, env in events:
+        if (size := len(env.to_bytes())) > limit:
+            return f"its {env.type} event would be {size} bytes, over the limit of {limit} (event_max_bytes)"
+    return None
+
+
+def _prefetch(
+    uow: UnitOfWork, decoded: list[Ready | CommandResult | DeadLetter], known: set[str]
+) -> None:
+    wanted = [
+        a
+        for d in decoded
+        if isinstance(d, Ready) and _cid(d) not in known
+        for a in PREFETCH[type(d.command)](d.command)
+    ]
+    try:
+        uow.prefetch(wanted)
+    except ValueError:
+        # A stored event that cannot be read back (written before the input limits): each
+        # command then loads its own aggregates, and only those touching it are dead-lettered.
+        log.exception("prefetch failed; loading aggregates one command at a time")
 
 
 def _remembered(outcome: Outcome) -> TypeGuard[CommandResult]:
@@ -124,20 +154,15 @@ def _alone(item: Incoming, *, store: EventStore, settings: Settings, clock: Cloc
 def _process(
     items: Sequence[Incoming], *, store: EventStore, settings: Settings, clock: Clock
 ) -> list[Outcome]:
-    decoded = [decode(settings, i.value, i.authorization) for i in items]
+    now = clock()
+    decoded = [decode(settings, i.value, i.authorization, i.topic, now) for i in items]
+    # A command_id already answered gets its stored result, whatever its bytes decode to now.
     known = store.find_results([_cid(d) for d in decoded if not isinstance(d, DeadLetter)])
     outcomes: list[Outcome] = []
     fresh: dict[str, CommandResult] = {}
     events: list[tuple[str, EventEnvelope]] = []
     uow = UnitOfWork(store)
-    uow.prefetch(
-        [
-            a
-            for d in decoded
-            if isinstance(d, Ready) and _cid(d) not in known
-            for a in PREFETCH[type(d.command)](d.command)
-        ]
-    )
+    _prefetch(uow, decoded, set(known))
     for d in decoded:
         if isinstance(d, DeadLetter):
             outcomes.append(d)
@@ -146,9 +171,7 @@ def _process(
         if cid in known or cid in fresh:
             outcomes.append(known.get(cid) or fresh[cid])
             continue
-        outcome, new = (
-            _apply(uow, d, clock, training_config(settings)) if isinstance(d, Ready) else (d, [])
-        )
+        outcome, new = _apply(uow, d, clock, settings) if isinstance(d, Ready) else (d, [])
         events.extend(new)
         if _remembered(outcome):
             fresh[cid] = outcome
@@ -173,9 +196,8 @@ def _commit_single(
     for _ in range(settings.handler_conflict_retries):
         if (known := store.find_results([cid]).get(cid)) is not None:
             return known
-        config = training_config(settings)
         outcome, events = (
-            _apply(UnitOfWork(store), d, clock, config) if isinstance(d, Ready) else (d, [])
+            _apply(UnitOfWork(store), d, clock, settings) if isinstance(d, Ready) else (d, [])
         )
         if not _remembered(outcome):
             return outcome

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from commands.base import Command, FreeDict, Name, ShortText, Text
+from commands.base import STRICT, Command, FreeDict, LaxUUID, Name, ShortText, Text
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
 _DATASET_URI = re.compile(
@@ -36,7 +35,7 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
 
 
 class Hyperparameters(_Frozen):
@@ -84,12 +83,12 @@ class StartTraining(TrainingCommand):
 
 
 class CancelTraining(TrainingCommand):
-    run_id: UUID
+    run_id: LaxUUID
     reason: Text
 
 
 class _StepCommand(TrainingCommand):
-    run_id: UUID
+    run_id: LaxUUID
     step: Step
     attempt: int = Field(ge=1, le=100)
     kind: Literal["run", "compensate"] = "run"
@@ -127,14 +126,14 @@ class RecordTrainingProgress(_StepCommand):
 
 
 class BeginCompensation(TrainingCommand):
-    run_id: UUID
+    run_id: LaxUUID
     cause: Literal["failed", "timed_out", "cancelled"]
     failed_step: Step | None = None
     error: ShortText = ""
 
 
 class FinishTraining(TrainingCommand):
-    run_id: UUID
+    run_id: LaxUUID
     outcome: Literal["completed", "failed", "cancelled"]
 
 

@@ -128,15 +128,71 @@ class ChainBreak:
 
 
 def verify_chain(envelopes: Iterable[EventEnvelope]) -> ChainBreak | None:
-    """Verify one aggregate's events, given in version order. Returns the first break, if any."""
+    """Verify one aggregate's events (models in memory), given in version order."""
+    return verify_published(env.to_json_dict() for env in envelopes)
+
+
+# --- verifying what was published -----------------------------------------------------------------
+# An auditor holds bytes, not models: DESIGN's rule is applied to the JSON itself (the json
+# module's parse of the bytes, "hash" dropped, canonical_json, sha256), never to a re-serialised
+# model, which may spell a value differently (a timestamp's ".000000Z") than the writer hashed.
+
+_CHAIN_FIELDS: dict[str, type] = {
+    "aggregate_type": str,
+    "aggregate_id": str,
+    "version": int,
+    "prev_hash": str,
+    "hash": str,
+}
+
+
+class Undecodable(ValueError):
+    """Published bytes that are not an event envelope DESIGN's rule can be applied to."""
+
+
+def read_published(raw: bytes | str) -> dict[str, Any]:
+    """A published event as DESIGN's rule reads it: the json module's parse of its bytes."""
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        raise Undecodable("nested too deep for the json module") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+        raise Undecodable(f"not UTF-8 JSON: {exc}") from None
+    return as_published(doc)
+
+
+def as_published(doc: Any) -> dict[str, Any]:
+    """`doc`, a parsed JSON value, checked to carry what the chain is verified by."""
+    if not isinstance(doc, dict):
+        raise Undecodable(f"not a JSON object but {type(doc).__name__}")
+    for field, kind in _CHAIN_FIELDS.items():
+        if type(doc.get(field)) is not kind:
+            raise Undecodable(f"{field!r} is missing or not a {kind.__name__}")
+    return doc
+
+
+def published_hash(doc: Mapping[str, Any]) -> str:
+    """DESIGN's hash of a parsed published envelope."""
+    try:
+        return chain_hash(doc["prev_hash"], {k: v for k, v in doc.items() if k != "hash"})
+    except (RecursionError, UnicodeEncodeError) as exc:
+        raise Undecodable(f"canonical JSON cannot be written: {type(exc).__name__}") from None
+
+
+def verify_published(docs: Iterable[Mapping[str, Any]]) -> ChainBreak | None:
+    """Verify one aggregate's published events (each a `read_published` result, or any mapping
+    with the envelope's fields), given in version order. Returns the first break, if any."""
     prev, expected_version = GENESIS_HASH, 1
-    for env in envelopes:
-        where = (env.aggregate_type, str(env.aggregate_id), env.version)
-        if env.version != expected_version:
+    for doc in docs:
+        where = (str(doc["aggregate_type"]), str(doc["aggregate_id"]), int(doc["version"]))
+        if doc["version"] != expected_version:
             return ChainBreak(*where, f"expected version {expected_version}")
-        if env.prev_hash != prev:
+        if doc["prev_hash"] != prev:
             return ChainBreak(*where, "prev_hash does not match the previous event's hash")
-        if env.computed_hash() != env.hash:
-            return ChainBreak(*where, "hash does not match the event's content")
-        prev, expected_version = env.hash, expected_version + 1
+        try:
+            if published_hash(doc) != doc["hash"]:
+                return ChainBreak(*where, "hash does not match the event's content")
+        except Undecodable as exc:
+            return ChainBreak(*where, str(exc))
+        prev, expected_version = doc["hash"], expected_version + 1
     return None

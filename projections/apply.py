@@ -63,7 +63,7 @@ def store_seq(record_headers: list[tuple[str, bytes]]) -> int | None:
 _AUDIT_INSERT = (
     "INSERT INTO rm_audit_log (aggregate_id, version, aggregate_type, event_id, type, actor,"
     " occurred_at, correlation_id, causation_id, envelope, topic, kafka_partition, kafka_offset,"
-    " store_seq) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s,%s,%s)"
+    " store_seq) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::json,%s,%s,%s,%s)"
 )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, Message, TopicPartition
 from psycopg import Connection, sql
 
-from events.envelope import ChainBreak, EventEnvelope, verify_chain
+from events.envelope import ChainBreak
 from projections import bulk
 from projections.apply import (
     EVENT_TOPICS,
@@ -29,6 +29,7 @@ from projections.apply import (
 )
 from projections.digest import digest
 from projections.schema import migrate
+from veritas.audit import verify_audit_log
 from veritas.bootstrap import Container
 from veritas.kafka import where
 
@@ -159,23 +160,9 @@ def _rebuild(
 
 
 def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None]:
-    """Verify the hash chain of every aggregate in a read-model audit log."""
-    query = sql.SQL("SELECT envelope FROM {}.rm_audit_log ORDER BY aggregate_id, version").format(
-        sql.Identifier(schema)
-    )
-    checked, current, stream = 0, None, list[EventEnvelope]()
-    with conn.transaction(), conn.cursor(name=f"chains_{uuid.uuid4().hex}") as cur:
-        cur.execute(query)
-        for (env_json,) in cur:
-            env = EventEnvelope.model_validate(env_json)
-            if env.aggregate_id != current:
-                if stream and (brk := verify_chain(stream)):
-                    return checked, brk
-                checked, current, stream = checked + 1, env.aggregate_id, []
-            stream.append(env)
-    if stream and (brk := verify_chain(stream)):
-        return checked, brk
-    return checked, None
+    """Verify the hash chain of every aggregate in a read-model audit log, from its JSON text."""
+    v = verify_audit_log(conn, schema)
+    return v.aggregates, v.chain_break
 
 
 def _compare(

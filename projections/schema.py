@@ -68,6 +68,9 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX rm_models_aggregate ON rm_models (aggregate_id);
     CREATE UNIQUE INDEX rm_model_versions_aggregate ON rm_model_versions (aggregate_id);
     """,
+    # The audit copy keeps each event's published JSON text as it was (json; jsonb respells
+    # numbers: 1e+16 as 10000000000000000, -0.0 as 0.0), so its chains verify from the text.
+    "ALTER TABLE rm_audit_log ALTER COLUMN envelope TYPE json USING envelope::text::json;",
     # Training runs (the TrainingRun saga) and each attempt of their steps and compensations.
     """
     CREATE TABLE rm_training_runs (

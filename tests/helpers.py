@@ -6,6 +6,8 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -25,7 +27,7 @@ def envelope(
         "command_id": command_id or str(uuid.uuid4()),
         "type": ctype,
         "schema_version": version,
-        "issued_at": "2026-11-27T12:00:00Z",
+        "issued_at": datetime.now(UTC).isoformat(),
         "payload": payload,
     }
 
@@ -92,3 +94,32 @@ def results_for(
     seen: list[Any] = []
     read_from(s, start, done, timeout_s)
     return found
+
+
+@dataclass
+class Rec:
+    """The parts of a confluent_kafka.Message that the projections read."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes | None
+    _headers: list[tuple[str, bytes]]
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+    def error(self) -> None:
+        return None

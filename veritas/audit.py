@@ -1,5 +1,9 @@
 """Audit: verify hash chains in the event store, in any copy of an events topic, or in the read
-model's audit log, and assemble a model's verified timeline."""
+model's audit log, and assemble a model's verified timeline.
+
+Every check applies DESIGN's rule to the JSON as it was published (events.envelope
+.read_published / verify_published), as an outside auditor would: never to a re-serialised model.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg import Connection, sql
 
 from events.catalog import EVENT_TOPICS
-from events.envelope import ChainBreak, EventEnvelope, verify_chain
+from events.envelope import ChainBreak, Undecodable, as_published, read_published, verify_published
 from veritas.bootstrap import Container
 from veritas.eventstore import EVENTS_TABLE
 from veritas.kafka import where
@@ -27,6 +31,10 @@ def auditable_topic(name: str) -> bool:
     )
 
 
+Doc = dict[str, Any]
+MAX_PROBLEMS = 100  # undecodable records named one by one; the count covers them all
+
+
 @dataclass(frozen=True)
 class Verification:
     source: str
@@ -34,47 +42,75 @@ class Verification:
     events: int
     chain_break: ChainBreak | None
     undecodable: int = 0  # records on a topic that are not event envelopes at all
+    problems: tuple[str, ...] = ()  # "topic/partition/offset: why", for the first of those
 
     @property
     def valid(self) -> bool:
         return self.chain_break is None and self.undecodable == 0
 
 
-def _verify_sorted(source: str, envelopes: Iterable[EventEnvelope]) -> Verification:
-    """Envelopes grouped by aggregate, each group in stored order."""
+def _verify_streams(source: str, streams: Iterable[list[Doc]]) -> Verification:
+    """Each stream: one aggregate's events in stored order."""
     aggregates = events = 0
-    current: uuid.UUID | None = None
-    stream: list[EventEnvelope] = []
-    for env in envelopes:
-        events += 1
-        if env.aggregate_id != current:
-            if stream and (brk := verify_chain(stream)):
-                return Verification(source, aggregates, events, brk)
-            aggregates, current, stream = aggregates + 1, env.aggregate_id, []
-        stream.append(env)
-    brk = verify_chain(stream) if stream else None
-    return Verification(source, aggregates, events, brk)
+    for stream in streams:
+        aggregates, events = aggregates + 1, events + len(stream)
+        if brk := verify_published(stream):
+            return Verification(source, aggregates, events, brk)
+    return Verification(source, aggregates, events, None)
 
 
-def _store_rows(conn: Connection, schema: str) -> Iterator[EventEnvelope]:
-    query = sql.SQL("SELECT state FROM {}.{} ORDER BY originator_id, originator_version").format(
-        sql.Identifier(schema), sql.Identifier(EVENTS_TABLE)
-    )
+def _grouped(docs: Iterable[Doc]) -> Iterator[list[Doc]]:
+    """Consecutive events of one aggregate, for input sorted by aggregate."""
+    stream: list[Doc] = []
+    for doc in docs:
+        if stream and doc["aggregate_id"] != stream[0]["aggregate_id"]:
+            yield stream
+            stream = []
+        stream.append(doc)
+    if stream:
+        yield stream
+
+
+class _Unreadable(Exception):
+    """A stored event that cannot be read: the chain breaks there."""
+
+    def __init__(self, brk: ChainBreak) -> None:
+        super().__init__(brk.reason)
+        self.brk = brk
+
+
+def _rows(conn: Connection, query: sql.Composed) -> Iterator[tuple[Any, ...]]:
     with conn.transaction(), conn.cursor(name=f"audit_{uuid.uuid4().hex}") as cur:
         cur.execute(query)
-        for (state,) in cur:
-            yield EventEnvelope.from_bytes(bytes(state))
+        yield from cur
+
+
+def _store_docs(conn: Connection, schema: str) -> Iterator[Doc]:
+    query = sql.SQL(
+        "SELECT originator_id, originator_version, state FROM {}.{}"
+        " ORDER BY originator_id, originator_version"
+    ).format(sql.Identifier(schema), sql.Identifier(EVENTS_TABLE))
+    for agg, version, state in _rows(conn, query):
+        try:
+            yield read_published(bytes(state))
+        except Undecodable as exc:
+            raise _Unreadable(ChainBreak("?", str(agg), version, f"undecodable: {exc}")) from None
 
 
 def verify_store(c: Container) -> Verification:
     with c.read_model_connection() as conn:
-        return _verify_sorted("store", _store_rows(conn, c.settings.db_schema))
+        try:
+            return _verify_streams("store", _grouped(_store_docs(conn, c.settings.db_schema)))
+        except _Unreadable as exc:
+            return Verification("store", 0, 0, exc.brk)
 
 
 def read_topics(
     c: Container, topics: list[str], bad: list[str] | None = None
-) -> dict[uuid.UUID, list[EventEnvelope]]:
-    """Every envelope on `topics`, grouped by aggregate in partition (= per-aggregate) order."""
+) -> dict[str, list[Doc]]:
+    """Every published envelope on `topics` (parsed as DESIGN reads it), grouped by aggregate id in
+    partition (= per-aggregate) order. Records that are not envelopes go to `bad`, each as
+    "topic/partition/offset: why"."""
     consumer = Consumer(
         c.kafka_config(
             **{
@@ -84,7 +120,7 @@ def read_topics(
             }
         )
     )
-    streams: dict[uuid.UUID, list[EventEnvelope]] = defaultdict(list)
+    streams: dict[str, list[Doc]] = defaultdict(list)
     try:
         ends = {}
         for t in topics:
@@ -98,12 +134,12 @@ def read_topics(
                 if m.error():
                     continue
                 try:
-                    env = EventEnvelope.from_bytes(m.value() or b"")
-                except ValueError:
+                    doc = read_published(m.value() or b"")
+                except Undecodable as exc:
                     if bad is not None:
-                        bad.append("/".join(str(x) for x in where(m)))
+                        bad.append(f"{'/'.join(str(x) for x in where(m))}: {exc}")
                     continue
-                streams[env.aggregate_id].append(env)
+                streams[doc["aggregate_id"]].append(doc)
             for tp in consumer.position([TopicPartition(t, p) for (t, p) in list(todo)]):
                 if tp.offset >= ends[(tp.topic, tp.partition)]:
                     todo.discard((tp.topic, tp.partition))
@@ -115,19 +151,45 @@ def read_topics(
 def verify_topics(c: Container, topics: list[str]) -> Verification:
     bad: list[str] = []
     streams = read_topics(c, topics, bad)
-    flat = (e for agg in sorted(streams, key=str) for e in streams[agg])
-    v = _verify_sorted("topics:" + ",".join(topics), flat)
-    return Verification(v.source, v.aggregates, v.events, v.chain_break, undecodable=len(bad))
+    v = _verify_streams("topics:" + ",".join(topics), (streams[a] for a in sorted(streams)))
+    return Verification(
+        v.source,
+        v.aggregates,
+        v.events,
+        v.chain_break,
+        undecodable=len(bad),
+        problems=tuple(bad[:MAX_PROBLEMS]),
+    )
+
+
+def audit_log_docs(conn: Connection, schema: str | None = None) -> Iterator[Doc]:
+    """The read model's audit copy, each envelope read from its stored JSON text, by aggregate
+    and version. (`envelope` is a json column: its text is the record's published bytes.)"""
+    table = (
+        sql.SQL("{}.rm_audit_log").format(sql.Identifier(schema))
+        if schema
+        else sql.SQL("rm_audit_log")
+    )
+    query = sql.SQL(
+        "SELECT aggregate_id, version, envelope::text FROM {} ORDER BY aggregate_id, version"
+    ).format(table)
+    for agg, version, text in _rows(conn, query):
+        try:
+            yield read_published(text)
+        except Undecodable as exc:
+            raise _Unreadable(ChainBreak("?", str(agg), version, f"undecodable: {exc}")) from None
+
+
+def verify_audit_log(conn: Connection, schema: str | None = None) -> Verification:
+    try:
+        return _verify_streams("read_model", _grouped(audit_log_docs(conn, schema)))
+    except _Unreadable as exc:
+        return Verification("read_model", 0, 0, exc.brk)
 
 
 def verify_read_model(c: Container) -> Verification:
-    with (
-        c.read_model_connection() as conn,
-        conn.transaction(),
-        conn.cursor(name=f"audit_{uuid.uuid4().hex}") as cur,
-    ):
-        cur.execute("SELECT envelope FROM rm_audit_log ORDER BY aggregate_id, version")
-        return _verify_sorted("read_model", (EventEnvelope.model_validate(r[0]) for r in cur))
+    with c.read_model_connection() as conn:
+        return verify_audit_log(conn)
 
 
 def model_timeline(conn: Connection, model_name: str) -> list[dict[str, Any]]:
@@ -144,10 +206,18 @@ def model_timeline(conn: Connection, model_name: str) -> list[dict[str, Any]]:
 
 
 def verify_timeline(timeline: list[dict[str, Any]]) -> ChainBreak | None:
-    by_agg: dict[str, list[EventEnvelope]] = defaultdict(list)
+    """The timeline's envelopes were parsed from their JSON text by the json module, as
+    DESIGN's rule reads them."""
+    by_agg: dict[str, list[Doc]] = defaultdict(list)
     for e in timeline:
-        by_agg[e["aggregate_id"]].append(EventEnvelope.model_validate(e))
+        try:
+            doc = as_published(e)
+        except Undecodable as exc:
+            return ChainBreak(
+                "?", str(e.get("aggregate_id") if isinstance(e, dict) else "?"), 0, str(exc)
+            )
+        by_agg[doc["aggregate_id"]].append(doc)
     for stream in by_agg.values():
-        if brk := verify_chain(sorted(stream, key=lambda e: e.version)):
+        if brk := verify_published(sorted(stream, key=lambda d: int(d["version"]))):
             return brk
     return None

@@ -166,9 +166,15 @@ def verify_cmd(
             where = (
                 f" BROKEN at {b.aggregate_type} {b.aggregate_id} version {b.version}: {b.reason}"
             )
+        if v.undecodable:
+            where += f" {v.undecodable} UNDECODABLE record(s)"
         typer.echo(
             f"{v.source}: {v.aggregates} aggregates, {v.events} events,{' valid' if v.valid else ''}{where}"
         )
+        for problem in v.problems:
+            typer.echo(f"  undecodable: {problem}")
+        if v.undecodable > len(v.problems):
+            typer.echo(f"  ... and {v.undecodable - len(v.problems)} more")
     raise typer.Exit(0 if checks and all(v.valid for v in checks) else 1)
 
 

@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     api_max_header_bytes: int = Field(16 * 1024, ge=1024)
     # Callers without a valid token are limited by address, whatever token they send.
     api_unauthenticated_rate_limit: str = "30/second"
-    command_max_bytes: int = Field(256 * 1024, ge=1024)
 
     # Signing (artifacts and events): a PEM Ed25519 private key, else the key kept in keys_dir.
     signing_private_key: SecretStr | None = None
@@ -98,6 +97,19 @@ class Settings(BaseSettings):
     }
     # StartTraining may carry `faults` (injected failures, no-op steps): tests and benchmarks only.
     training_fault_injection: bool = False
+
+    # Input limits (decoding). What the command handler accepts, every reader must keep: the
+    # message size is also the API's 413; the depth stays
+    # well below pydantic's JSON parser (200 levels), which reads every stored event back.
+    command_max_bytes: int = Field(256 * 1024, ge=1024)
+    command_max_depth: int = Field(64, ge=4, le=128)
+    command_max_future_s: float = Field(300.0, ge=0)  # issued_at ahead of the handler's clock
+    # issued_at behind it: a command topic keeps a week (Kafka's default retention), and a
+    # command re-delivered after an outage must still be answered.
+    command_max_age_s: float = Field(7 * 86400.0, ge=0)
+    # An event's published bytes: under librdkafka's message.max.bytes (1,000,000), so the relay
+    # can always publish it (JSON numbers such as 1e15 grow ~4x when an event spells them).
+    event_max_bytes: int = Field(900 * 1024, ge=1024)
 
     @property
     def kafka_data_dir(self) -> Path:

@@ -46,6 +46,12 @@ class UnitOfWork:
 
     def end_command(self) -> list[tuple[str, EventEnvelope]]:
         """The events the current command recorded, in the order they were recorded."""
+        events = self.recorded()
+        self._undo = {}
+        return events
+
+    def recorded(self) -> list[tuple[str, EventEnvelope]]:
+        """The events the current command has recorded so far (it may still be rolled back)."""
         out: list[tuple[int, str, EventEnvelope]] = []
         for agg_id, before in self._undo.items():
             agg = self._cache[agg_id]
@@ -54,7 +60,6 @@ class UnitOfWork:
                 (agg.pending_order[i], agg.context, agg.pending[i])
                 for i in range(start, len(agg.pending))
             )
-        self._undo = {}
         return [(ctx, env) for _, ctx, env in sorted(out, key=lambda t: t[0])]
 
     def rollback_command(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 from confluent_kafka import Producer
@@ -26,7 +27,7 @@ def test_plain_kafka_client_registers_a_model_visible_in_api_within_5s(stack: Se
         "command_id": str(uuid.uuid4()),
         "type": "RegisterModel",
         "schema_version": 2,
-        "issued_at": "2026-11-27T12:00:00Z",
+        "issued_at": datetime.now(UTC).isoformat(),
         "payload": _register_payload(name),
     }
     p = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
@@ -67,7 +68,7 @@ def test_bad_input_gets_clear_answers_and_the_handler_keeps_going(stack: Setting
         "command_id": str(uuid.uuid4()),
         "type": "RegisterModel",
         "schema_version": 2,
-        "issued_at": "2026-11-27T12:00:00Z",
+        "issued_at": datetime.now(UTC).isoformat(),
         "payload": _register_payload("x-" + uuid.uuid4().hex[:6]),
     }
     p.produce("registry.commands", value=json.dumps(no_token).encode())

@@ -121,6 +121,10 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
         "forbidden",
         "self_approval",
         "not_found",
+        "too_deep",
+        "nan",
+        "wrong_topic",
+        "poison_deep",
     ]
     n = 10_000
     for i in range(n):
@@ -128,11 +132,15 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
         name = f"acct-{run}-{i}"
         env = envelope("RegisterModel", _reg(name), version=2)
         topic, tok, want = "registry.commands", ds, "accepted"
-        if kind == "invalid_json":
+        if kind in ("invalid_json", "poison_deep"):
             raw = f"{{not json {run} {i}".encode()
+            if kind == "poison_deep":  # beyond the JSON parser: a dead letter, never a stuck batch
+                raw = json.dumps({**env, "payload": f"<{i}>"}).encode()
+                raw = raw.replace(f'"<{i}>"'.encode(), b"[" * 5000 + b"]" * 5000)
             junk.add(raw)
             publish(p, topic, raw, ds)
             continue
+        value: bytes | None = None
         if kind == "unknown_type":
             env["type"], want = "FrobnicateModel", "unknown_type"
         elif kind == "schema_violation":
@@ -152,8 +160,18 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
                 "UpdateModelMetadata", {"name": f"missing-{run}-{i}", "description": "x"}
             )
             want = "not_found"
+        elif kind == "too_deep":
+            tags: object = "v"
+            for _ in range(100):
+                tags = {"t": tags}
+            env["payload"]["tags"], want = tags, "too_deep"
+        elif kind == "nan":
+            env["payload"]["tags"], want = {"t": "<nan>"}, "schema_violation"
+            value = json.dumps(env).encode().replace(b'"<nan>"', b"NaN")
+        elif kind == "wrong_topic":
+            topic, want = "governance.commands", "wrong_topic"
         expected[env["command_id"]] = want
-        publish(p, topic, json.dumps(env).encode(), tok, key=name)
+        publish(p, topic, value or json.dumps(env).encode(), tok, key=name)
         if i % 1000 == 0:
             p.poll(0)
     assert p.flush(30) == 0
@@ -176,4 +194,8 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
             assert r["sub_code"] == "self_approval"
         got[outcome] += 1
     assert got["accepted"] == sum(1 for i in range(n) if kinds[i % len(kinds)] == "valid")
-    assert all(dict(m.headers())["dlq.reason"] == b"invalid_json" for m in dead_mine)
+    reasons = Counter(dict(m.headers())["dlq.reason"] for m in dead_mine)
+    assert reasons == {
+        b"invalid_json": sum(1 for i in range(n) if kinds[i % len(kinds)] == "invalid_json"),
+        b"too_deep": sum(1 for i in range(n) if kinds[i % len(kinds)] == "poison_deep"),
+    }

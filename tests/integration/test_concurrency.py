@@ -37,7 +37,7 @@ def test_fifty_concurrent_conflicting_commands_lose_no_update(infra: Settings) -
     setup_store = _store(s)
     assert (
         process_batch(
-            [Incoming(json.dumps(reg).encode(), f"Bearer {tok}")],
+            [Incoming(json.dumps(reg).encode(), f"Bearer {tok}", "registry.commands")],
             store=setup_store,
             settings=s,
             clock=_now,
@@ -55,7 +55,7 @@ def test_fifty_concurrent_conflicting_commands_lose_no_update(infra: Settings) -
     def send(i: int) -> None:
         barrier.wait()
         out = process_batch(
-            [Incoming(json.dumps(cmds[i]).encode(), f"Bearer {tok}")],
+            [Incoming(json.dumps(cmds[i]).encode(), f"Bearer {tok}", "registry.commands")],
             store=stores[i],
             settings=s,
             clock=_now,
@@ -84,7 +84,10 @@ def test_fifty_concurrent_conflicting_commands_lose_no_update(infra: Settings) -
     final = RegisteredModel.rehydrate(model_id(name), stream)
 
     serial = InMemoryEventStore()
-    batch = [Incoming(json.dumps(c).encode(), f"Bearer {tok}") for c in [reg, *accepted]]
+    batch = [
+        Incoming(json.dumps(c).encode(), f"Bearer {tok}", "registry.commands")
+        for c in [reg, *accepted]
+    ]
     for item in batch:
         process_batch([item], store=serial, settings=s, clock=_now)
     expected = RegisteredModel.rehydrate(model_id(name), serial.load(model_id(name)))

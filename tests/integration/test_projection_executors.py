@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import orjson
 import psycopg
@@ -19,39 +18,11 @@ from projections import bulk
 from projections.apply import apply_batch
 from projections.digest import digest
 from projections.schema import migrate
+from tests.helpers import Rec
 from tests.unit.harness import Harness
 from veritas.settings import Settings
 
 TOPIC = {"Submission": "governance.events"}
-
-
-@dataclass
-class Rec:
-    """The parts of a confluent_kafka.Message that the projections read."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-    _headers: list[tuple[str, bytes]]
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
-
-    def error(self) -> None:
-        return None
 
 
 def _history() -> tuple[list[EventEnvelope], list[CommandResult]]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from commands.catalog import COMMAND_TYPES
+from commands.catalog import COMMAND_TYPES, topic_for
 from commands.decoding import DeadLetter
 from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
@@ -58,14 +58,15 @@ class Harness:
         command_id: str | None = None,
         schema_version: int | None = None,
     ) -> Incoming:
+        """The message a client sends now (by the harness's clock), to the type's own topic."""
         env = {
             "command_id": command_id or f"cmd-{uuid.uuid4()}",
             "type": ctype,
             "schema_version": schema_version or COMMAND_TYPES[ctype].schema_version,
-            "issued_at": "2026-11-27T12:00:00Z",
+            "issued_at": self.now.isoformat(),
             "payload": payload,
         }
-        return Incoming(json.dumps(env).encode(), f"Bearer {self.token(user)}")
+        return Incoming(json.dumps(env).encode(), f"Bearer {self.token(user)}", topic_for(ctype))
 
     def batch(self, *items: Incoming) -> list[Outcome]:
         return process_batch(

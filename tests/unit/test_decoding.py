@@ -1,16 +1,18 @@
-"""commands.decoding.decode: raw bytes + authorization header -> Ready, a rejection or a dead
-letter."""
+"""commands.decoding.decode: raw bytes + authorization header + topic -> Ready, a rejection or a
+dead letter."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 import pytest
 
+from commands.catalog import COMMAND_TYPES, topic_for
 from commands.decoding import DeadLetter, Ready, decode
 from commands.registry import RegisterDataset, RegisterModel
 from commands.results import CommandResult
@@ -21,6 +23,7 @@ S = Settings(jwt_secret="unit-test-secret-0123456789-abcdefghijklmnop")
 ALICE = f"Bearer {issue_token(S, 'alice', ['data_scientist', 'ml_engineer'])}"
 CAROL = f"Bearer {issue_token(S, 'carol', ['approver'])}"
 SHA = "ab" * 32
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # the handler's clock in these tests
 
 MODEL = {"name": "fraud", "description": "d", "intended_use": "scoring", "limitations": "l"}
 DATASET = {"name": "txns", "version": "1.0.0", "uri": "s3://b/txns", "checksum": SHA}
@@ -33,19 +36,25 @@ def env(
         "command_id": over.pop("command_id", f"cmd-{uuid.uuid4()}"),
         "type": ctype,
         "schema_version": over.pop("schema_version", 2 if ctype == "RegisterModel" else 1),
-        "issued_at": "2026-11-27T12:00:00Z",
+        "issued_at": over.pop("issued_at", "2026-12-02T11:59:00Z"),
         "payload": MODEL if payload is None else payload,
         **over,
     }
 
 
-def run(doc: Any, auth: str | None = ALICE) -> Ready | CommandResult | DeadLetter:
+def run(
+    doc: Any, auth: str | None = ALICE, topic: str | None = None
+) -> Ready | CommandResult | DeadLetter:
     raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-    return decode(S, raw, auth)
+    ctype = doc.get("type") if isinstance(doc, dict) else None
+    home = topic_for(ctype) if isinstance(ctype, str) and ctype in COMMAND_TYPES else None
+    return decode(S, raw, auth, topic or home or "registry.commands", NOW)
 
 
-def rejected(doc: dict[str, Any], reason: str, auth: str | None = ALICE) -> CommandResult:
-    out = run(doc, auth)
+def rejected(
+    doc: dict[str, Any], reason: str, auth: str | None = ALICE, topic: str | None = None
+) -> CommandResult:
+    out = run(doc, auth, topic)
     assert isinstance(out, CommandResult), out
     assert out.status == "rejected"
     assert out.reason_code == reason, out.message
@@ -77,16 +86,18 @@ def schema_violation(doc: dict[str, Any], *names: str) -> str:
     ids=["garbage", "empty", "truncated", "binary", "latin-1"],
 )
 def test_invalid_json_or_not_utf8_is_dead_lettered(raw: bytes) -> None:
-    out = decode(S, raw, ALICE)
+    out = run(raw)
     assert isinstance(out, DeadLetter) and out.reason == "invalid_json"
 
 
 def test_missing_value_and_oversized_messages_are_dead_lettered() -> None:
-    assert decode(S, None, ALICE) == DeadLetter("invalid_json", "empty message")
+    no_value = decode(S, None, ALICE, "registry.commands", NOW)
+    assert no_value == DeadLetter("invalid_json", "empty message")
+    assert S.command_max_bytes == 256 * 1024
     big = json.dumps(env(payload={**MODEL, "description": "x" * S.command_max_bytes})).encode()
-    out = decode(S, big, ALICE)
+    out = run(big)
     assert isinstance(out, DeadLetter) and out.reason == "too_large"
-    assert str(S.command_max_bytes) in out.detail
+    assert str(len(big)) in out.detail and "command_max_bytes" in out.detail
 
 
 @pytest.mark.parametrize(
@@ -121,7 +132,7 @@ def test_json_without_a_valid_command_id_is_dead_lettered(doc: Any) -> None:
 
 def test_dead_letters_do_not_need_a_token() -> None:
     # nothing can be answered without a command_id, so auth is not even looked at
-    out = decode(S, b"nope", None)
+    out = run(b"nope", None)
     assert isinstance(out, DeadLetter) and out.reason == "invalid_json"
 
 

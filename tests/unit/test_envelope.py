@@ -13,7 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.envelope import GENESIS_HASH, EventEnvelope, canonical_json, seal, verify_chain
+from events.envelope import (
+    GENESIS_HASH,
+    EventEnvelope,
+    Undecodable,
+    canonical_json,
+    read_published,
+    seal,
+    verify_chain,
+    verify_published,
+)
 
 AGG = uuid.UUID("7d9f3c1e-2a4b-4c6d-8e0f-123456789abc")
 
@@ -264,3 +273,66 @@ def test_canonical_json_refuses_what_the_json_module_refuses() -> None:
     for value in ({"at": datetime(2026, 1, 1, tzinfo=UTC)}, {"id": AGG}):
         with pytest.raises(TypeError):
             canonical_json(value)
+
+
+# --- verifying from the published JSON ------------------------------------------------------------
+
+
+def hand_built(occurred_at: str = "2026-01-01T00:00:00.000000Z") -> bytes:
+    """An event written by other code: its timestamp is spelled as no pydantic model spells it,
+    and its hash follows DESIGN's rule over exactly this JSON."""
+    doc: dict[str, Any] = {
+        "event_id": "3f0c8a52-7d55-4b8e-9a39-2b1c6f0e8d11",
+        "type": "ModelRegistered",
+        "schema_version": 1,
+        "aggregate_type": "RegisteredModel",
+        "aggregate_id": str(AGG),
+        "version": 1,
+        "occurred_at": occurred_at,
+        "actor": "alice",
+        "correlation_id": "corr-1",
+        "causation_id": "cmd-1",
+        "payload": {"name": "fraud", "metrics": {"big": 1e16, "neg": -0.0}},
+        "prev_hash": GENESIS_HASH,
+    }
+    doc["hash"] = auditor_hash(GENESIS_HASH, doc)
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def test_the_projects_verifier_accepts_what_an_outside_verifier_accepts() -> None:
+    raw = hand_built()
+    assert auditor_verify([json.loads(raw)])
+    assert verify_published([read_published(raw)]) is None
+    # the model path respells the timestamp, so re-serialising could never verify it
+    assert EventEnvelope.from_bytes(raw).computed_hash() != json.loads(raw)["hash"]
+
+
+def test_the_projects_verifier_rejects_a_one_byte_change() -> None:
+    raw = hand_built()
+    changed = raw.replace(b"00.000000Z", b"00.000001Z")
+    assert len(changed) == len(raw) and changed != raw
+    brk = verify_published([read_published(changed)])
+    assert brk is not None and brk.version == 1 and "hash" in brk.reason
+    assert not auditor_verify([json.loads(changed)])
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"\xff", "not UTF-8 JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"version": "1"}', "'aggregate_type' is missing"),
+        (b"[" * 100_000 + b"]" * 100_000, "too deep"),
+    ],
+)
+def test_read_published_names_why_bytes_are_not_an_envelope(raw: bytes, why: str) -> None:
+    with pytest.raises(Undecodable, match=why):
+        read_published(raw)
+
+
+def test_verify_chain_and_verify_published_agree_on_sealed_events() -> None:
+    envs = chain()
+    assert verify_published(read_published(e.to_bytes()) for e in envs) is None
+    forged = envs[1].model_copy(update={"actor": "mallory"})
+    brk = verify_published(read_published(e.to_bytes()) for e in [envs[0], forged])
+    assert brk == verify_chain([envs[0], forged])

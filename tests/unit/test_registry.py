@@ -407,9 +407,9 @@ def test_every_message_of_a_batch_gets_exactly_one_outcome(h: Harness) -> None:
     from commands.service import Incoming
 
     good = h.msg("alice", "RegisterModel", MODEL)
-    unauth = Incoming(good.value, None)
+    unauth = Incoming(good.value, None, good.topic)
     outs = h.batch(
-        Incoming(b"{junk", good.authorization),
+        Incoming(b"{junk", good.authorization, good.topic),
         unauth,
         good,
         h.msg("alice", "UpdateModelMetadata", {"name": "fraud", "description": "same batch"}),
