@@ -13,6 +13,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from faust.types import TP
 
 from events.envelope import GENESIS_HASH, EventEnvelope, seal
 from sagas import principal as principal_module
@@ -278,3 +279,40 @@ def test_timer_fires_through_the_policy_with_a_timer_id(tmp_path: Path) -> None:
     cause = timer_cause(TimerFired(events[0].aggregate_id, "t", T0))
     assert fired["command_id"] == command_id("t", cause, 0, "UpdateModelMetadata")
     assert dict(sent[1][3])["veritas.cause"] == cause.encode()
+
+
+def _commit_after_three_transactions(app: Any, cls: type[Any]) -> int | None:
+    """Offsets 0-9, 11-20 and 22-30 received and acked; 10 and 21 are transaction markers. The
+    gaps are recorded as faust's fetch loop records them: (last received + 1, this offset)."""
+    tp = TP("training.events", 0)
+
+    async def noop(*_: Any) -> None:
+        return None
+
+    async def go() -> int | None:
+        consumer = cls(
+            app.transport,
+            callback=noop,
+            on_partitions_revoked=noop,
+            on_partitions_assigned=noop,
+        )
+        last = None
+        for offset in [*range(0, 10), *range(11, 21), *range(22, 31)]:
+            if last is not None and offset - last > 1:
+                await consumer._add_gap(tp, last + 1, offset)
+            consumer._acked[tp].append(offset)
+            consumer._acked_index[tp].add(offset)
+            last = offset
+        result: int | None = consumer._new_offset(tp)
+        return result
+
+    return asyncio.run(go())
+
+
+def test_offsets_keep_up_across_transaction_markers(tmp_path: Path) -> None:
+    from faust.transport.drivers import aiokafka as stock
+
+    app = make_app(Settings(var_dir=tmp_path), "veritas-saga-t")
+    assert _commit_after_three_transactions(app, transport.SagaConsumer) == 31
+    # faust's own consumer: one transaction per commit
+    assert _commit_after_three_transactions(app, stock.Consumer) == 12
