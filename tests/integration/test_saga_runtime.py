@@ -2,7 +2,9 @@
 with the example saga (tests/integration/example_saga.py) as a real process.
 
 Run with TEST_SLOT set (ports and data differ per slot); measurements are printed (-s) and kept in
-var/test<slot>/saga_measurements.json.
+var/test<slot>/saga_measurements.json. These tests put forged envelopes on training.events (the
+projector's audit log takes in the one of an aggregate the store does not hold), kill Postgres
+once and stop the command handlers for a while: they run after the e2e tests and test_projector.
 """
 
 from __future__ import annotations
@@ -345,7 +347,6 @@ def test_records_not_in_the_store_are_skipped_and_counted(
     (real,) = _request(container, _names("real", 1))
     commands.wait_for({_register_id(real)})
     skipped0 = saga.metric(SKIPPED, reason="not_in_store")
-    garbage0 = saga.metric(SKIPPED, reason="undecodable")
     new_aggregate = _forged(
         real, aggregate_id=str(uuid.uuid4()), payload={"model_name": "forged-a"}
     )
@@ -354,9 +355,10 @@ def test_records_not_in_the_store_are_skipped_and_counted(
     forged = [new_aggregate, other_event_id]
     values = [e.to_bytes() for e in forged]
     values.append(EventEnvelope.model_validate(tampered).to_bytes())
-    _produce(stack, [*values, b"not json", b"{}"], key=str(real.aggregate_id).encode())
+    # (Undecodable records are covered by the unit tests: on a shared event topic they would also
+    # land in the projector's rm_projection_errors, which other tests count.)
+    _produce(stack, values, key=str(real.aggregate_id).encode())
     saga.wait_metric(SKIPPED, skipped0 + 3, reason="not_in_store")
-    saga.wait_metric(SKIPPED, garbage0 + 2, reason="undecodable")
     (after,) = _request(container, _names("after-forged", 1))
     commands.wait_for({_register_id(after)})
     forged_ids = {_register_id(e) for e in forged} | {
