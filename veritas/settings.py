@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     # can always publish it (JSON numbers such as 1e15 grow ~4x when an event spells them).
     event_max_bytes: int = Field(900 * 1024, ge=1024)
 
+    # Process managers (sagas, sagas/runtime.py): faust workers, one consumer group each, with
+    # static membership. A restarted (or killed) worker gets its partitions back without a
+    # rebalance if it rejoins within the session timeout; a longer absence moves them.
+    saga_session_timeout_s: float = Field(10.0, ge=6.0)  # the broker's minimum is 6 s
+    saga_commit_interval_s: float = Field(1.0, gt=0)  # redelivered after a kill: up to this much
+    saga_timer_interval_s: float = Field(0.5, gt=0)  # how often due timers are looked for
+    saga_metrics_port_base: int = 9121  # + the saga's metrics_slot; bound to 127.0.0.1
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"
