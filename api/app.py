@@ -22,10 +22,10 @@ from api import schemas
 from api.middleware import Gate, auth_error_response
 from api.openapi import document_auth
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
+from domain.rbac import AuthError, Principal, authorize
+from infra import health, logs
 from projections import queries
 from projections.apply import count_projection_errors, load_positions
-from veritas import health, logs
-from veritas.auth import AuthError, Principal, authorize
 from veritas.bootstrap import Container, bootstrap
 
 
@@ -240,7 +240,7 @@ async def _wait_for(
 
 
 class HealthCache:
-    """The API samples the stack's health in the background (veritas.health) and /ready answers
+    """The API samples the stack's health in the background (infra.health) and /ready answers
     from the latest sample; a stale one (the sampler stuck) is replaced on demand."""
 
     def __init__(self, c: Container) -> None:

@@ -1,7 +1,7 @@
 """ASGI entry point: `uvicorn api.main:app`."""
 
 from api.app import create_app
-from veritas import logs
+from infra import logs
 from veritas.bootstrap import bootstrap
 
 _container = bootstrap()

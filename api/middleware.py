@@ -17,9 +17,10 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veritas import logs
-from veritas.auth import AuthError, authenticate
-from veritas.settings import Settings
+from config.settings import Settings
+from domain.rbac import AuthError
+from infra import logs
+from infra.auth import authenticate
 
 REQUESTS = Counter("veritas_api_requests_total", "API requests", ["route", "status"])
 PUBLIC_PATHS = frozenset(

@@ -11,11 +11,11 @@ from psycopg import AsyncConnection
 
 from api import schemas
 from api.app import Pool, reader
+from domain.rbac import Principal
 from events.catalog import EVENT_TOPICS
 from events.envelope import EventEnvelope, verify_chain
-from projections import queries
-from veritas import audit, kafka
-from veritas.auth import Principal
+from infra import kafka
+from projections import audit, queries
 from veritas.bootstrap import Container
 
 Limit = Annotated[int, Query(ge=1, le=200)]

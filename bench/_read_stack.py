@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 
 from _stack import ROOT, bench_settings, bench_stack
 
-from veritas.settings import Settings
+from config.settings import Settings
 
 READ_BENCH_ENV = {
     "VERITAS_VAR_DIR": str(ROOT / "var" / "bench-read"),

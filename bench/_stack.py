@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
-from veritas.settings import Settings  # noqa: E402
+from config.settings import Settings  # noqa: E402
 
 BENCH_ENV = {
     "VERITAS_VAR_DIR": str(ROOT / "var" / "bench"),

@@ -20,8 +20,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from commands.decoding import Ready, decode
-from veritas.auth import issue_token
-from veritas.settings import Settings
+from config.settings import Settings
+from infra.auth import issue_token
 
 SETTINGS = Settings(jwt_secret="bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz")
 NOW = datetime.now(UTC)

@@ -27,8 +27,8 @@ from write_path import command_latency, throughput
 
 import commands.service as service
 import workers.command_handler as ch
+from infra.auth import issue_token
 from veritas import services
-from veritas.auth import issue_token
 from veritas.bootstrap import bootstrap
 
 WALL: dict[str, float] = defaultdict(float)

@@ -26,8 +26,9 @@ from _stack import bench_settings, write_result
 from write_path import envelope
 
 from commands.service import Incoming, process_batch
-from veritas import pg, services
-from veritas.auth import issue_token
+from infra.auth import issue_token
+from infra.postgres import server as pg
+from veritas import services
 from veritas.bootstrap import bootstrap
 
 

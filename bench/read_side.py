@@ -69,12 +69,12 @@ from _stack import (
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from config.settings import Settings
+from infra.auth import issue_token
+from infra.kafka import transactional_producer
 from projections.digest import digest
 from projections.replay import TOPICS, replay, verify_chains
-from veritas.auth import issue_token
 from veritas.bootstrap import bootstrap
-from veritas.kafka import transactional_producer
-from veritas.settings import Settings
 
 COMMANDS_TOPIC = "registry.commands"
 SCRATCH_TOPIC = "bench.read-latency"
@@ -314,7 +314,7 @@ INSERT INTO bench_floor.audit (aggregate_id, version, aggregate_type, event_id, 
 SELECT (v->>'aggregate_id')::uuid, (v->>'version')::int, v->>'aggregate_type',
        (v->>'event_id')::uuid, v->>'type', v->>'actor', (v->>'occurred_at')::timestamptz,
        v->>'correlation_id', v->>'causation_id', v, topic, p, o
-  FROM bench_floor.staged WHERE topic <> 'commands.results'
+  FROM bench_floor.staged WHERE topic <> 'events.results'
 """
 
 
@@ -650,7 +650,7 @@ def command_to_read_model(
     created_at: dict[str, int] = {}
     rm_at: dict[str, int] = {}
     stop = threading.Event()
-    cons = consumer_at_end(s, ["registry.events", "commands.results"])
+    cons = consumer_at_end(s, ["registry.events", "events.results"])
     poll_count = [0]
 
     def kafka_watch() -> None:  # when the result / the event becomes readable on Kafka
@@ -660,7 +660,7 @@ def command_to_read_model(
                 continue
             now = time.perf_counter_ns()
             doc = json.loads(m.value() or b"{}")
-            if m.topic() == "commands.results":
+            if m.topic() == "events.results":
                 cid = doc.get("command_id", "")
                 if cid.startswith(f"c-rl{run}-"):
                     result_at[cid[2:]] = now

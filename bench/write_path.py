@@ -12,7 +12,7 @@ registry.events, on a private stack (bench/_stack.py).
    (read_committed) on registry.events. ratio = commands/s / raw inserts/s (target >= 1.0).
    CPU seconds of each component during the run are recorded too.
 3. Latency at half load: commands at 50% of the measured throughput for ~10 s; each command_id
-   carries its send time; latency = receive time of its result on commands.results - send time.
+   carries its send time; latency = receive time of its result on events.results - send time.
 4. Baseline B: raw Kafka produce -> consume on a scratch topic at the same rate, same clients.
 
 Usage: python bench/write_path.py [--n 20000] [--warmup 1000] [--latency-seconds 10]
@@ -51,13 +51,13 @@ from _stack import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from config.settings import Settings
+from infra.auth import issue_token
 from veritas import services
-from veritas.auth import issue_token
-from veritas.settings import Settings
 
 COMMANDS_TOPIC = "registry.commands"
 EVENTS_TOPIC = "registry.events"
-RESULTS_TOPIC = "commands.results"
+RESULTS_TOPIC = "events.results"
 SCRATCH_TOPIC = "bench.kafka-latency"
 WARMUP_S = 1.0  # latency samples sent in the first second are left out of p50/p99
 
@@ -117,7 +117,7 @@ def throughput(s: Settings, n: int, token: str, timeout_s: float) -> dict[str, A
     done = threading.Event()
 
     def consume() -> None:
-        # until every event is on registry.events and every result on commands.results (the
+        # until every event is on registry.events and every result on events.results (the
         # clock below stops at the last event; results are only counted)
         while not done.is_set() and (len(arrivals) < n or len(result_arrivals) < n):
             m = cons.poll(0.05)

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from commands import jsonguard
 from commands.base import COMMAND_ID_PATTERN, Command, CommandEnvelope
 from commands.catalog import COMMAND_TOPICS, COMMAND_TYPES
-from commands.results import CommandResult, safe_text
 from commands.upcasting import upcast
-from veritas.auth import AuthError, Principal, authenticate, authorize
-from veritas.settings import Settings
+from config.settings import Settings
+from domain.rbac import AuthError, Principal, authorize
+from events.results import CommandResult, safe_text
+from infra.auth import authenticate
 
 log = logging.getLogger("veritas.commands")
 _COMMAND_ID = re.compile(COMMAND_ID_PATTERN)

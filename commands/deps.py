@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from domain.base import Meta
-from veritas.uow import UnitOfWork
+from infra.postgres.uow import UnitOfWork
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from prometheus_client import Counter
 from commands.decoding import DeadLetter, Ready, decode
 from commands.deps import Deps, TrainingConfig
 from commands.handlers import HANDLERS, PREFETCH
-from commands.results import CommandResult, EventRef
+from config.settings import Settings
 from domain.base import Meta
 from domain.errors import DomainError
 from events.envelope import EventEnvelope
-from veritas import logs
-from veritas.eventstore import ConcurrencyError, EventStore
-from veritas.faults import transient
-from veritas.settings import Settings
-from veritas.uow import UnitOfWork
+from events.results import CommandResult, EventRef
+from infra import logs
+from infra.faults import transient
+from infra.postgres.eventstore import ConcurrencyError, EventStore
+from infra.postgres.uow import UnitOfWork
 
 log = logging.getLogger("veritas.commands")
 Outcome = CommandResult | DeadLetter

@@ -8,11 +8,11 @@ from prometheus_client import Counter
 from psycopg import Connection, Cursor
 from pydantic import ValidationError
 
-from commands.results import CommandResult
 from events.envelope import EventEnvelope
+from events.results import CommandResult
+from infra.kafka import headers, where
 from projections import governance, registry, training
 from projections.ops import Event, Projection, Row, execute, sql_value
-from veritas.kafka import headers, where
 
 PROJECTIONS: dict[str, Projection] = {
     **registry.PROJECTIONS,
@@ -26,7 +26,7 @@ EVENT_TOPICS = (
     "serving.events",
     "monitoring.events",
 )
-RESULTS_TOPIC = "commands.results"
+RESULTS_TOPIC = "events.results"
 
 
 def command_status_row(value: bytes) -> Row:

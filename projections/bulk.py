@@ -23,7 +23,6 @@ from confluent_kafka import Message
 from psycopg import Connection
 from pydantic import ValidationError
 
-from commands.results import CommandResult, EventRef
 from events.envelope import (
     GENESIS_HASH,
     EventEnvelope,
@@ -31,6 +30,8 @@ from events.envelope import (
     published_hash,
     read_published,
 )
+from events.results import CommandResult, EventRef
+from infra.kafka import headers, where
 from projections.apply import (
     AUDIT_RELOCATE,
     PROJECTIONS,
@@ -41,7 +42,6 @@ from projections.apply import (
     store_seq,
 )
 from projections.ops import KEYS, Event, Insert, Op, Row
-from veritas.kafka import headers, where
 
 FIELDS = frozenset(EventEnvelope.model_fields)
 AUDIT_COLS = (

@@ -20,6 +20,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from psycopg import Connection, sql
 
 from events.envelope import ChainBreak
+from infra.context import Infra as Container
+from infra.kafka import where
 from projections import bulk
 from projections.apply import (
     EVENT_TOPICS,
@@ -27,11 +29,9 @@ from projections.apply import (
     apply_batch,
     load_positions,
 )
+from projections.audit import verify_audit_log
 from projections.digest import digest
 from projections.schema import migrate
-from veritas.audit import verify_audit_log
-from veritas.bootstrap import Container
-from veritas.kafka import where
 
 Progress = Callable[[int, int], None]  # (records done, records total)
 # consume() returns a full batch or waits out this timeout: the last batch of a history is never

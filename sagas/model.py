@@ -29,7 +29,7 @@ from commands.catalog import COMMAND_TYPES
 from events.envelope import EventEnvelope
 
 if TYPE_CHECKING:
-    from veritas.bootstrap import Container
+    from infra.context import Infra as Container
 
 S = TypeVar("S")
 COMMAND_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://veritas.dev/saga-commands")

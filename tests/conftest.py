@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from veritas.settings import ROOT, Settings
+from config.settings import ROOT, Settings
 
 # TEST_SLOT lets several test sessions run side by side on one machine (ports and data differ).
 _SLOT = int(os.environ.get("TEST_SLOT", "0"))

@@ -12,8 +12,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from veritas.auth import issue_token
-from veritas.settings import Settings
+from config.settings import Settings
+from infra.auth import issue_token
 
 
 def token(s: Settings, subject: str, *roles: str) -> str:

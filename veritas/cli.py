@@ -9,11 +9,11 @@ from typing import Annotated
 import httpx
 import typer
 
+from config.settings import Settings
+from infra.auth import issue_token
 from veritas import services
-from veritas.auth import issue_token
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
-from veritas.settings import Settings
 
 app = typer.Typer(help="Veritas: event-sourced control plane for ML models.", no_args_is_help=True)
 
@@ -153,7 +153,7 @@ def verify_cmd(
     store: Annotated[bool, typer.Option(help="verify the event store")] = True,
 ) -> None:
     """Verify hash chains in the event store and/or Kafka topics; names the first break."""
-    from veritas import audit
+    from projections import audit
 
     c = bootstrap()
     checks = ([audit.verify_store(c)] if store else []) + (
@@ -186,7 +186,7 @@ def audit_cmd(
     ] = None,
 ) -> None:
     """Print a model's whole verified timeline: actors, approvals, stage changes."""
-    from veritas import audit
+    from projections import audit
 
     c = bootstrap()
     with c.read_model_connection() as conn:

@@ -1,5 +1,5 @@
 """A small Kafka client for the CLI and the demo: publish a command envelope and wait for its
-result on commands.results."""
+result on events.results."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def envelope(
 
 
 class ResultWatcher:
-    """Subscribe to commands.results from its current end before sending, then wait."""
+    """Subscribe to events.results from its current end before sending, then wait."""
 
     def __init__(self, container: Container) -> None:
         self.consumer = Consumer(
@@ -43,17 +43,15 @@ class ResultWatcher:
                 }
             )
         )
-        meta = self.consumer.list_topics("commands.results", timeout=10)
-        parts = meta.topics["commands.results"].partitions
+        meta = self.consumer.list_topics("events.results", timeout=10)
+        parts = meta.topics["events.results"].partitions
         # Resolve the end offsets now, so a result that lands right after we send is not missed.
         ends = [
-            self.consumer.get_watermark_offsets(TopicPartition("commands.results", p), timeout=10)[
-                1
-            ]
+            self.consumer.get_watermark_offsets(TopicPartition("events.results", p), timeout=10)[1]
             for p in parts
         ]
         self.consumer.assign(
-            [TopicPartition("commands.results", p, e) for p, e in zip(parts, ends, strict=True)]
+            [TopicPartition("events.results", p, e) for p, e in zip(parts, ends, strict=True)]
         )
         self.seen: dict[str, dict[str, Any]] = {}
 

@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
+from config.settings import Settings
 from domain.registry import model_id
+from infra.auth import issue_token
 from projections.replay import replay
-from veritas.auth import issue_token
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
-from veritas.settings import Settings
 
 
 def _step(title: str) -> None:
@@ -73,7 +73,7 @@ def run(s: Settings) -> int:
     t0 = time.monotonic()
     send(c, tok["alice"], env, key=name)
     result = watcher.wait(env["command_id"])
-    print(f"   result on commands.results: {json.dumps(result)}")
+    print(f"   result on events.results: {json.dumps(result)}")
     model = None
     while time.monotonic() - t0 < 10:
         r = api.get(f"/models/{name}", headers={"authorization": f"Bearer {tok['alice']}"})

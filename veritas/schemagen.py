@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict
 
 from commands.base import Command, CommandEnvelope, Name, Tags, Text
 from commands.catalog import COMMAND_TYPES
-from commands.results import CommandResult
+from config.settings import ROOT
 from events.catalog import EVENT_TYPES
 from events.envelope import EventEnvelope
-from veritas.settings import ROOT
+from events.results import CommandResult
 
 SCHEMAS_DIR = Path("schemas")
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -1,4 +1,4 @@
-"""`veritas up|down|status`: the local stack under supervisord (veritas.supervisor), which restarts a
+"""`veritas up|down|status`: the local stack under supervisord (infra.supervisor), which restarts a
 crashed service with backoff: the embedded broker and Postgres, the command handlers, the relay,
 the projector and the API. `down` stops it all through the supervisor."""
 
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import psycopg
 
+from config.services import handler_name, metrics_port
+from config.settings import Settings
+from infra import health, kafka, supervisor
+from infra.postgres import server as pg
 from projections.schema import migrate
-from veritas import health, kafka, pg, supervisor
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
-from workers.base import handler_name, metrics_port
 
 
 def _commands(s: Settings) -> dict[str, list[str]]:

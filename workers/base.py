@@ -13,9 +13,9 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Message
 from prometheus_client import Info, start_http_server
 
-from veritas import logs
+from config.services import metrics_port
+from infra import logs
 from veritas.bootstrap import Container
-from veritas.settings import Settings
 from workers.recovery import EXIT_FATAL, Fatal
 
 log = logging.getLogger("veritas.worker")
@@ -36,28 +36,6 @@ class Stopper:
 
 
 WORKER = Info("veritas_worker", "Which worker process answers on this metrics port")
-# Fixed offsets from settings.metrics_port_base, so `veritas status` knows where to look.
-METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2}
-
-
-def handler_name(instance: int) -> str:
-    """The service name of command-handler instance `instance` (0 keeps the plain name)."""
-    return "command-handler" if instance == 0 else f"command-handler-{instance}"
-
-
-def handler_instance(name: str) -> int | None:
-    """The instance number a service name gives a command handler; None for other services."""
-    if name == "command-handler":
-        return 0
-    prefix, _, number = name.rpartition("-")
-    return int(number) if prefix == "command-handler" and number.isdigit() else None
-
-
-def metrics_port(settings: Settings, name: str) -> int:
-    instance = handler_instance(name)
-    if instance:  # instances 1.. follow the fixed offsets
-        return settings.metrics_port_base + len(METRICS_PORT_OFFSET) - 1 + instance
-    return settings.metrics_port_base + METRICS_PORT_OFFSET[name]
 
 
 def start_worker(container: Container, name: str) -> Stopper:

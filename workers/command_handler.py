@@ -29,14 +29,15 @@ from prometheus_client import Counter, Histogram
 
 from commands.catalog import COMMAND_TOPICS
 from commands.decoding import DeadLetter
-from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
-from veritas import logs
+from config.services import handler_name
+from config.settings import Settings
+from events.results import CommandResult
+from infra import logs
+from infra.kafka import headers, transactional_producer, where
+from infra.postgres.eventstore import EventStore
 from veritas.bootstrap import Container, bootstrap
-from veritas.eventstore import EventStore
-from veritas.kafka import headers, transactional_producer, where
-from veritas.settings import Settings
-from workers.base import consume_batch, handler_name, main, start_worker
+from workers.base import consume_batch, main, start_worker
 from workers.recovery import WATCHDOG, Abort, Fatal, Stopped, abort, txn_call, until_it_works
 
 log = logging.getLogger("veritas.command_handler")
@@ -125,7 +126,7 @@ def publish(
         raise Fatal(f"begin_transaction: {exc}") from exc
     for i, (msg, outcome) in enumerate(zip(msgs, outcomes, strict=True)):
         if isinstance(outcome, CommandResult):
-            producer.produce("commands.results", key=outcome.command_id, value=outcome.to_bytes())
+            producer.produce("events.results", key=outcome.command_id, value=outcome.to_bytes())
             OUTCOMES.labels(outcome.status, outcome.reason_code or "").inc()
             if outcome.status == "rejected":
                 with logs.correlated(outcome.command_id):

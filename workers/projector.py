@@ -1,4 +1,4 @@
-"""Projector: consume the events topics and commands.results into the Postgres read models.
+"""Projector: consume the events topics and events.results into the Postgres read models.
 
 Exactly once: the consumed offsets are written in the same Postgres transaction as the read-model
 changes, and on every partition assignment the consumer seeks to the positions stored there, never
@@ -13,6 +13,8 @@ import logging
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from prometheus_client import Gauge
 
+from infra.faults import transient
+from infra.kafka import where
 from projections.apply import (
     EVENT_TOPICS,
     RESULTS_TOPIC,
@@ -22,8 +24,6 @@ from projections.apply import (
 )
 from projections.schema import migrate
 from veritas.bootstrap import Container, bootstrap
-from veritas.faults import transient
-from veritas.kafka import where
 from workers.base import consume_batch, main, start_worker
 from workers.recovery import Stopped, until_it_works
 

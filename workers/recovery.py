@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from veritas.faults import transient
+from infra.faults import transient
 
 log = logging.getLogger("veritas.recovery")
 EXIT_FATAL = 70

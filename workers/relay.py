@@ -17,9 +17,9 @@ from functools import partial
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
+from infra.kafka import RELAY_POSITION_TOPIC, relay_position, transactional_producer
+from infra.postgres.eventstore import Notification
 from veritas.bootstrap import Container, bootstrap
-from veritas.eventstore import Notification
-from veritas.kafka import RELAY_POSITION_TOPIC, relay_position, transactional_producer
 from workers.base import main, start_worker
 from workers.recovery import WATCHDOG, Abort, Fatal, Stopped, txn_call, until_it_works
 

@@ -16,16 +16,16 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from commands.results import CommandResult, EventRef
+from config.settings import Settings
 from events.envelope import GENESIS_HASH, EventEnvelope, seal, verify_chain
-from veritas.eventstore import (
+from events.results import CommandResult, EventRef
+from infra.postgres.eventstore import (
     ConcurrencyError,
     EventStore,
     InMemoryEventStore,
     PostgresEventStore,
     datastore_from_dsn,
 )
-from veritas.settings import Settings
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

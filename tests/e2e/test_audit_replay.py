@@ -16,12 +16,13 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from config.settings import Settings
 from domain.registry import model_id
+from projections import audit
 from projections.replay import replay
 from tests.helpers import envelope, producer, publish, token
-from veritas import audit, services
+from veritas import services
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
 
 
 def _register(s: Settings, names: list[str], updates: int = 2) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from veritas import supervisor
-from veritas.settings import ROOT, Settings
+from config.settings import ROOT, Settings
+from infra import supervisor
 
 PORTS = {"kafka": 29192, "controller": 29193, "pg": 15449, "api": 18019, "metrics": 19191}
 VAR = ROOT / "var" / "test-cli"

@@ -12,10 +12,10 @@ from collections import defaultdict
 import psycopg
 import pytest
 
+from config.settings import Settings
 from events.envelope import EventEnvelope, verify_chain
 from tests.helpers import end_offsets, envelope, producer, publish, read_from, results_for, token
 from veritas import services
-from veritas.settings import Settings
 
 
 @pytest.mark.timeout(900)
@@ -24,7 +24,7 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
     run = uuid.uuid4().hex[:8]
     tok = token(stack, "alice", "data_scientist")
     res_start, ev_start = (
-        end_offsets(stack, "commands.results"),
+        end_offsets(stack, "events.results"),
         end_offsets(stack, "registry.events"),
     )
     p = producer(stack)
@@ -94,7 +94,7 @@ def test_kill_handler_and_relay_mid_run_loses_and_doubles_nothing(stack: Setting
 
     found = results_for(stack, res_start, sent, timeout_s=300)
     assert set(found) == set(sent), f"{len(set(sent) - set(found))} commands lost"
-    assert all(len(v) == 1 for v in found.values()), "a command has two results on commands.results"
+    assert all(len(v) == 1 for v in found.values()), "a command has two results on events.results"
     assert all(v[0]["status"] == "accepted" for v in found.values())
     expected_events = {e["event_id"] for v in found.values() for e in v[0]["events"]}
     assert len(expected_events) == 10_000
@@ -150,6 +150,6 @@ def _count(s: Settings, query: str) -> int:
 
 
 def _relay_position(s: Settings) -> int:
-    from veritas.kafka import relay_position
+    from infra.kafka import relay_position
 
     return relay_position(s, timeout_s=10)

@@ -10,9 +10,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from config.settings import Settings
 from tests.helpers import end_offsets, envelope, read_from, results_for, token
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
 
 
 def _send(s: Settings, value: bytes, tok: str, key: str) -> None:
@@ -55,7 +55,7 @@ def test_an_oversized_command_compressed_on_the_wire_is_dead_lettered_whole(
     s, tok, key = stack, token(stack, "alice", "data_scientist"), f"big-{uuid.uuid4().hex[:6]}"
     marker = f'{{"command_id":"big-{uuid.uuid4().hex[:8]}",'.encode()
     original = marker + b'"pad":"' + b"x" * 1_000_000 + b'"}'
-    dlq, results = end_offsets(s, "commands.dlq"), end_offsets(s, "commands.results")
+    dlq, results = end_offsets(s, "commands.dlq"), end_offsets(s, "events.results")
     _send(s, original, tok, key)
     canary = _canary(s, tok, key)  # same key: same partition, behind the big one
     letter = _dead_letter(s, dlq, marker)
@@ -73,7 +73,7 @@ def test_an_original_too_large_for_the_dead_letter_topic_is_kept_in_postgres(
     s, tok, key = stack, token(stack, "alice", "data_scientist"), f"huge-{uuid.uuid4().hex[:6]}"
     marker = f'{{"command_id":"huge-{uuid.uuid4().hex[:8]}",'.encode()
     original = marker + b'"pad":"' + b"y" * (s.dlq_max_bytes + 1_000_000) + b'"}'
-    dlq, results = end_offsets(s, "commands.dlq"), end_offsets(s, "commands.results")
+    dlq, results = end_offsets(s, "commands.dlq"), end_offsets(s, "events.results")
     _send(s, original, tok, key)
     canary = _canary(s, tok, key)
     found: list[Any] = []

@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from config.settings import Settings
 from domain.registry import model_id
+from infra import supervisor
 from projections.replay import replay
 from tests.helpers import end_offsets, envelope, producer, publish, read_from, results_for, token
-from veritas import services, supervisor
+from veritas import services
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
 
 STREAM = 2400  # commands per run: valid registrations, rejections and poison, interleaved
 RATE = 200.0  # per second, so the run lasts ~12 s and the kill lands in its first third
@@ -75,7 +76,7 @@ def _outcomes(
                 results.setdefault(r["command_id"], []).append(r)
         return set(results) == ids
 
-    read_from(s, starts["commands.results"], results_done, timeout_s=180)
+    read_from(s, starts["events.results"], results_done, timeout_s=180)
     dead: dict[str, list[Any]] = {}
 
     def dead_done(msgs: list[Any]) -> bool:
@@ -97,7 +98,7 @@ def test_a_component_killed_mid_stream_comes_back_and_nothing_is_lost(
 ) -> None:
     s = stack
     run = f"f{victim[:4]}-{uuid.uuid4().hex[:5]}"
-    starts = {t: end_offsets(s, t) for t in ("commands.results", "commands.dlq", "registry.events")}
+    starts = {t: end_offsets(s, t) for t in ("events.results", "commands.dlq", "registry.events")}
     sent: list[tuple[str, str]] = []
     started = threading.Event()
     sender = threading.Thread(target=_stream, args=(s, run, sent, started), daemon=True)
@@ -185,7 +186,7 @@ def test_work_without_progress_is_stalled_and_named(stack: Settings) -> None:
     handlers = [n for n in services.service_pids(s) if n.startswith("command-handler")]
     pids = [services.service_pid(s, n) for n in handlers]
     tok, p = token(s, "alice", "data_scientist"), producer(s)
-    start = end_offsets(s, "commands.results")
+    start = end_offsets(s, "events.results")
     for pid in pids:
         os.kill(pid or 0, signal.SIGSTOP)  # alive to the supervisor, but doing nothing
     ids = []

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from config.settings import Settings
 from tests.helpers import token
-from veritas.settings import Settings
 
 
 class Actor:

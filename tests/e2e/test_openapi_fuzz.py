@@ -7,8 +7,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from config.settings import Settings
 from tests.helpers import token
-from veritas.settings import Settings
 
 PUBLIC = {"/health", "/ready", "/metrics"}
 # Methods a route does not have are refused (405) before anything is read; that is no auth gap.

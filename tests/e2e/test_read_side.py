@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from api import schemas
+from config.settings import Settings
 from tests.helpers import token
-from veritas.settings import Settings
 
 
 def _cmd(api: httpx.Client, tok: str, ctype: str, payload: dict[str, Any]) -> dict[str, Any]:

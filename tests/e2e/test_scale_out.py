@@ -11,12 +11,12 @@ import uuid
 
 import httpx
 
+from config.services import handler_name, metrics_port
+from config.settings import Settings
 from domain.registry import model_id
 from events.envelope import EventEnvelope, verify_chain
 from tests.helpers import end_offsets, envelope, producer, publish, read_from, results_for, token
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
-from workers.base import handler_name, metrics_port
 
 INSTANCES = [handler_name(i) for i in range(2)]
 
@@ -36,7 +36,7 @@ def test_two_handlers_share_the_partitions_and_race_on_one_aggregate_safely(
     assert stack.command_handlers == 2
     tok = token(stack, "alice", "data_scientist")
     name = f"scale-{uuid.uuid4().hex[:8]}"
-    res_start = end_offsets(stack, "commands.results")
+    res_start = end_offsets(stack, "events.results")
     ev_start = end_offsets(stack, "registry.events")
     p = producer(stack)
     reg = envelope(

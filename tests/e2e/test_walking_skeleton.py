@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import httpx
 from confluent_kafka import Producer
 
+from config.settings import Settings
 from tests.helpers import end_offsets, read_from, results_for, token
-from veritas.settings import Settings
 
 
 def _register_payload(name: str) -> dict[str, str]:
@@ -54,7 +54,7 @@ def test_plain_kafka_client_registers_a_model_visible_in_api_within_5s(stack: Se
 
 def test_bad_input_gets_clear_answers_and_the_handler_keeps_going(stack: Settings) -> None:
     tok = token(stack, "alice", "data_scientist")
-    res_start = end_offsets(stack, "commands.results")
+    res_start = end_offsets(stack, "events.results")
     dlq_start = end_offsets(stack, "commands.dlq")
     p = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
     junk = b"{this is not json" + uuid.uuid4().hex.encode()

@@ -9,8 +9,8 @@ from collections import Counter
 
 import jwt
 
+from config.settings import Settings
 from tests.helpers import end_offsets, envelope, producer, publish, read_from, results_for, token
-from veritas.settings import Settings
 
 
 def _reg(name: str) -> dict[str, str]:
@@ -22,7 +22,7 @@ def test_same_command_id_three_times_gives_one_event_and_identical_results(stack
     name = f"idem-{uuid.uuid4().hex[:8]}"
     env = envelope("RegisterModel", _reg(name), version=2)
     res_start, ev_start = (
-        end_offsets(stack, "commands.results"),
+        end_offsets(stack, "events.results"),
         end_offsets(stack, "registry.events"),
     )
     p = producer(stack)
@@ -66,7 +66,7 @@ def test_ten_thousand_mixed_commands_are_all_accounted_for(stack: Settings) -> N
         algorithm="HS256",
     )
     res_start, dlq_start = (
-        end_offsets(stack, "commands.results"),
+        end_offsets(stack, "events.results"),
         end_offsets(stack, "commands.dlq"),
     )
     p = producer(stack)

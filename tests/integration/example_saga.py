@@ -22,10 +22,10 @@ import psycopg
 
 from domain.registry import model_id
 from events.envelope import GENESIS_HASH, EventEnvelope, seal
+from infra.postgres.eventstore import EVENTS_TABLE, EventStore
 from sagas.model import OutgoingCommand, PolicyInput, ProcessManager, Timer, TimerFired
-from sagas.runtime import run
 from veritas.bootstrap import Container
-from veritas.eventstore import EVENTS_TABLE, EventStore
+from workers.sagas.runtime import run
 
 AGGREGATE_TYPE = "example_job"
 CONTEXT = "training"

@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from veritas.settings import ROOT, Settings
+from config.settings import ROOT, Settings
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
 METRICS_PORT_BASE = 19600 + 10 * SLOT  # away from the workers' ports of every test slot

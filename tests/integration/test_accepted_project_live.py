@@ -14,15 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from psycopg.rows import dict_row
 
 from api import schemas as api_schemas
-from projections import bulk
+from config.settings import Settings
+from projections import audit, bulk
 from projections.apply import apply_batch
 from projections.digest import digest
 from projections.schema import migrate
 from tests.helpers import Rec
 from tests.strategies import Step, histories
 from tests.unit.test_accepted_projects import run_history
-from veritas import audit
-from veritas.settings import Settings
 
 
 def _records(steps: list[Step]) -> list[Rec]:

@@ -16,17 +16,16 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from typer.testing import CliRunner
 
+from config.settings import Settings
 from events.envelope import GENESIS_HASH
-from projections import bulk
+from infra.postgres.eventstore import EVENTS_TABLE, PostgresEventStore, datastore_from_dsn
+from projections import audit, bulk
 from projections.apply import apply_batch
 from projections.replay import verify_chains
 from tests.helpers import Rec
 from tests.integration.test_projection_executors import _connect, schemas
-from veritas import audit
 from veritas.bootstrap import bootstrap
 from veritas.cli import app
-from veritas.eventstore import EVENTS_TABLE, PostgresEventStore, datastore_from_dsn
-from veritas.settings import Settings
 
 __all__ = ["schemas"]  # the fixture, shared with the executor tests
 

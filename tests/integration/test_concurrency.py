@@ -10,10 +10,10 @@ import uuid
 from datetime import UTC, datetime
 
 from commands.service import CONFLICTS, Incoming, process_batch
+from config.settings import Settings
 from domain.registry import RegisteredModel, model_id
+from infra.postgres.eventstore import InMemoryEventStore, PostgresEventStore, datastore_from_dsn
 from tests.helpers import envelope, token
-from veritas.eventstore import InMemoryEventStore, PostgresEventStore, datastore_from_dsn
-from veritas.settings import Settings
 
 
 def _now() -> datetime:

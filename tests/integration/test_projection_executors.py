@@ -12,15 +12,15 @@ import orjson
 import psycopg
 import pytest
 
-from commands.results import CommandResult
+from config.settings import Settings
 from events.envelope import EventEnvelope
+from events.results import CommandResult
 from projections import bulk
 from projections.apply import apply_batch
 from projections.digest import digest
 from projections.schema import migrate
 from tests.helpers import Rec
 from tests.unit.harness import Harness
-from veritas.settings import Settings
 
 TOPIC = {"Submission": "governance.events"}
 
@@ -50,7 +50,7 @@ def _records(envs: list[EventEnvelope], results: list[CommandResult]) -> list[Re
         off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
         recs.append(Rec(topic, part, off, env.to_bytes(), [("notification_id", str(seq).encode())]))
     for i, r in enumerate(results):
-        recs.append(Rec("commands.results", 0, i, r.to_bytes(), []))
+        recs.append(Rec("events.results", 0, i, r.to_bytes(), []))
     return recs
 
 
@@ -139,8 +139,8 @@ def test_results_the_model_coerces_give_the_same_status_rows_in_both(
         {"command_id": "c-extra", "status": "rejected", "reason_code": "x", "trace": [1]},
     ]
     _, results = _history()
-    recs = [Rec("commands.results", 0, i, r.to_bytes(), []) for i, r in enumerate(results)]
-    recs += [Rec("commands.results", 1, i, orjson.dumps(v), []) for i, v in enumerate(odd)]
+    recs = [Rec("events.results", 0, i, r.to_bytes(), []) for i, r in enumerate(results)]
+    recs += [Rec("events.results", 1, i, orjson.dumps(v), []) for i, v in enumerate(odd)]
     _project_both(infra, live, rebuilt, recs, recs)
     assert digest(admin, live) == digest(admin, rebuilt)
     stored = admin.execute(

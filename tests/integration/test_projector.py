@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 from confluent_kafka import Producer
 
+from config.settings import Settings
 from projections.replay import replay
 from projections.schema import migrate
 from tests.helpers import end_offsets, envelope, producer, publish, read_from, token
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
 from workers.projector import Projector
 
 
@@ -96,7 +96,7 @@ def _has(msgs: list[Any], command_id: str, name: str) -> bool:
     topics = {
         m.topic() for m in msgs if command_id.encode() in m.value() or name.encode() in m.value()
     }
-    return topics == {"commands.results", "registry.events"}
+    return topics == {"events.results", "registry.events"}
 
 
 def test_replay_verifies_while_the_live_projector_lags(stack: Settings) -> None:
@@ -111,7 +111,7 @@ def test_replay_verifies_while_the_live_projector_lags(stack: Settings) -> None:
         while projector.step(5000, 2.0):
             pass  # the live schema has the whole topics
         name = f"lag-{uuid.uuid4().hex[:6]}"
-        start = end_offsets(stack, "commands.results") + end_offsets(stack, "registry.events")
+        start = end_offsets(stack, "events.results") + end_offsets(stack, "registry.events")
         payload = {"name": name, "description": "d", "intended_use": "u", "limitations": "l"}
         p = producer(stack)
         env = envelope("RegisterModel", payload, version=2)

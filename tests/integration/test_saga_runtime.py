@@ -18,18 +18,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from config.services import handler_name
+from config.settings import Settings
 from domain.registry import model_id
 from events.envelope import EventEnvelope, seal
+from infra import supervisor
+from infra.auth import authenticate
+from infra.kafka import transactional_producer
+from infra.postgres import server as pg
 from sagas.model import TimerFired, command_id, event_cause, timer_cause
 from tests.helpers import end_offsets
 from tests.integration import example_saga as ex
 from tests.integration.saga_harness import CommandReader, SagaProcess, record_measurement
-from veritas import pg, services, supervisor
-from veritas.auth import authenticate
+from veritas import services
 from veritas.bootstrap import Container, bootstrap
-from veritas.kafka import transactional_producer
-from veritas.settings import Settings
-from workers.base import handler_name
 
 pytestmark = pytest.mark.kafka
 HANDLED = "veritas_saga_events_handled_total"

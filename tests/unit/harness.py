@@ -12,14 +12,14 @@ from uuid import UUID
 
 from commands.catalog import COMMAND_TYPES, topic_for
 from commands.decoding import DeadLetter
-from commands.results import CommandResult
 from commands.service import Incoming, Outcome, process_batch
+from config.settings import Settings
 from domain.governance import submission_id_for
 from domain.registry import dataset_id, model_id, version_id
 from events.envelope import EventEnvelope, verify_chain
-from veritas.auth import issue_token
-from veritas.eventstore import EventStore, InMemoryEventStore
-from veritas.settings import Settings
+from events.results import CommandResult
+from infra.auth import issue_token
+from infra.postgres.eventstore import EventStore, InMemoryEventStore
 
 SETTINGS = Settings(jwt_secret="unit-test-secret-0123456789-abcdefghijklmnop")
 SHA_A, SHA_B = "a" * 64, "b" * 64

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 
-from commands.results import CommandResult
 from events.catalog import EVENT_TYPES
 from events.envelope import EventEnvelope, read_published, verify_published
+from events.results import CommandResult
 from projections import bulk
 from projections.apply import PROJECTIONS
 from projections.ops import Event, Insert

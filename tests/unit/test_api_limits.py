@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from veritas.auth import issue_token
+from config.settings import Settings
+from infra.auth import issue_token
 from veritas.bootstrap import bootstrap
-from veritas.settings import Settings
 
 
 def _client(limit: str = "1000/second") -> tuple[TestClient, Settings]:

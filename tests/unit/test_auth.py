@@ -11,16 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from commands.catalog import COMMAND_TYPES
-from veritas.auth import (
-    PERMISSIONS,
-    AuthError,
-    Principal,
-    Role,
-    authenticate,
-    authorize,
-    issue_token,
-)
-from veritas.settings import Settings
+from config.settings import Settings
+from domain.rbac import PERMISSIONS, AuthError, Principal, Role, authorize
+from infra.auth import authenticate, issue_token
 
 DS, MLE, APP, AUD, ADM = "data_scientist", "ml_engineer", "approver", "auditor", "admin"
 SVC = "service"  # Veritas's own processes: sagas and step workers

@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 
-from commands.results import CommandResult, EventRef
+from events.results import CommandResult, EventRef
 from projections.apply import STATUS_COLS, command_status_row
 from projections.bulk import _plain_status
 

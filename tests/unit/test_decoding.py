@@ -15,9 +15,10 @@ import pytest
 from commands.catalog import COMMAND_TYPES, topic_for
 from commands.decoding import DeadLetter, Ready, decode
 from commands.registry import RegisterDataset, RegisterModel
-from commands.results import CommandResult
-from veritas.auth import Role, issue_token
-from veritas.settings import Settings
+from config.settings import Settings
+from domain.rbac import Role
+from events.results import CommandResult
+from infra.auth import issue_token
 
 S = Settings(jwt_secret="unit-test-secret-0123456789-abcdefghijklmnop")
 ALICE = f"Bearer {issue_token(S, 'alice', ['data_scientist', 'ml_engineer'])}"

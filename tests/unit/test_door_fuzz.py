@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from commands.catalog import COMMAND_TOPICS
 from commands.decoding import DeadLetter, Ready, decode
-from commands.results import CommandResult
 from commands.service import Incoming
+from events.results import CommandResult
 from tests.strategies import JSON, Step, histories, message, mutated
 from tests.unit.harness import SETTINGS, Harness
 from tests.unit.test_poison import ParsingStore

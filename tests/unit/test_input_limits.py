@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from commands.decoding import DeadLetter, Ready, decode
-from commands.results import CommandResult
+from config.settings import Settings
+from events.results import CommandResult
+from infra.auth import issue_token
 from tests.unit.test_decoding import ALICE, CAROL, MODEL, NOW, S, env, rejected, run
-from veritas.auth import issue_token
-from veritas.settings import Settings
 
 SHA = "ab" * 32
 

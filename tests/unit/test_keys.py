@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from config.settings import Settings
+from infra import keys
 from ml import signing
-from veritas import keys
-from veritas.settings import Settings
 
 
 def test_a_dev_key_is_made_once_and_signs(tmp_path: Path) -> None:

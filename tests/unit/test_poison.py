@@ -13,14 +13,14 @@ from uuid import UUID
 import pytest
 
 from commands.decoding import DeadLetter
-from commands.results import CommandResult
 from commands.service import Incoming
 from domain.base import Meta
 from domain.registry import ModelVersion, version_id
 from events.envelope import EventEnvelope, read_published, verify_published
 from events.registry import ModelVersionRegistered
+from events.results import CommandResult
+from infra.postgres.eventstore import InMemoryEventStore
 from tests.unit.harness import SETTINGS, Harness, assert_rejected
-from veritas.eventstore import InMemoryEventStore
 
 
 class ParsingStore(InMemoryEventStore):

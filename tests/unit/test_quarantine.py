@@ -11,10 +11,10 @@ import pytest
 
 from commands import handlers
 from commands.decoding import DeadLetter
-from commands.results import CommandResult
 from events.envelope import EventEnvelope
+from events.results import CommandResult
+from infra.postgres.eventstore import InMemoryEventStore
 from tests.unit.harness import Harness
-from veritas.eventstore import InMemoryEventStore
 
 
 def _model(name: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from eventsourcing import persistence
 
-from veritas.faults import transient
+from infra.faults import transient
 from workers.recovery import (
     EXIT_HUNG,
     WATCHDOG,

@@ -11,10 +11,11 @@ from commands.base import Command
 from commands.decoding import DeadLetter
 from commands.handlers import HANDLERS, Deps
 from commands.registry import UpdateModelMetadata
-from commands.results import CommandResult
 from domain.errors import InvariantViolation
 from domain.registry import RegisteredModel
 from events.envelope import EventEnvelope
+from events.results import CommandResult
+from infra.postgres.eventstore import InMemoryEventStore
 from tests.unit.harness import (
     SHA_A,
     SHA_B,
@@ -24,7 +25,6 @@ from tests.unit.harness import (
     model_id,
     version_id,
 )
-from veritas.eventstore import InMemoryEventStore
 
 MODEL = {
     "name": "fraud",

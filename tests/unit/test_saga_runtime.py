@@ -15,10 +15,10 @@ from uuid import uuid4
 import pytest
 from faust.types import TP
 
+from config.settings import Settings
 from events.envelope import GENESIS_HASH, EventEnvelope, seal
-from sagas import principal as principal_module
-from sagas import transport
-from sagas.app import make_app
+from infra.auth import authenticate
+from infra.postgres.eventstore import InMemoryEventStore
 from sagas.model import (
     OutgoingCommand,
     PolicyInput,
@@ -31,13 +31,13 @@ from sagas.model import (
     stored_match,
     timer_cause,
 )
-from sagas.principal import ServiceToken
-from sagas.runtime import Runtime
-from sagas.timers import TimerBook
-from veritas.auth import authenticate
 from veritas.bootstrap import bootstrap
-from veritas.eventstore import InMemoryEventStore
-from veritas.settings import Settings
+from workers.sagas import principal as principal_module
+from workers.sagas import transport
+from workers.sagas.app import make_app
+from workers.sagas.principal import ServiceToken
+from workers.sagas.runtime import Runtime
+from workers.sagas.timers import TimerBook
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

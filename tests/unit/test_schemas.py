@@ -11,9 +11,9 @@ import pytest
 
 from commands.catalog import COMMAND_TYPES
 from commands.upcasting import upcast
+from config.settings import ROOT
 from events.catalog import EVENT_TYPES
 from veritas.schemagen import HISTORICAL, SCHEMAS_DIR, breaking_changes, generate
-from veritas.settings import ROOT
 
 GENERATED = generate()
 STALE_HINT = "run `make schemas` (python -m veritas.schemagen) and commit schemas/"

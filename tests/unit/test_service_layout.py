@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from config.services import handler_name, metrics_port
+from config.settings import Settings
 from veritas import services
-from veritas.settings import Settings
-from workers.base import handler_name, metrics_port
 
 
 def test_each_handler_instance_is_a_named_service_with_its_own_port() -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-from veritas import services, supervisor
-from veritas.settings import Settings
+from config.settings import Settings
+from infra import supervisor
+from veritas import services
 
 
 def _parsed(s: Settings) -> configparser.ConfigParser:

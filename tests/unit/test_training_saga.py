@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from commands.results import CommandResult
 from domain.training import TrainingRun
 from events.catalog import EVENT_TYPES
 from events.envelope import EventEnvelope
+from events.results import CommandResult
 from sagas.training import Send, StepMessage, command_id, on_timer, policy, timers
 from tests.unit.harness import SETTINGS, USERS, Harness
 

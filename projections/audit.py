@@ -18,9 +18,9 @@ from psycopg import Connection, sql
 
 from events.catalog import EVENT_TOPICS
 from events.envelope import ChainBreak, Undecodable, as_published, read_published, verify_published
-from veritas.bootstrap import Container
-from veritas.eventstore import EVENTS_TABLE
-from veritas.kafka import where
+from infra.context import Infra as Container
+from infra.kafka import where
+from infra.postgres.eventstore import EVENTS_TABLE
 
 COPY_PREFIX = "audit.copy."  # copies of event topics made for an audit (verify --topic)
 

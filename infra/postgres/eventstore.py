@@ -24,9 +24,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from commands.results import CommandResult
 from events.catalog import EVENT_TOPICS
 from events.envelope import EventEnvelope
+from events.results import CommandResult
 
 EVENTS_TABLE = "veritas_events"
 RESULTS_TABLE = "veritas_command_results"

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from veritas.settings import ROOT, Settings
+from config.settings import ROOT, Settings
 
 # supervisord's process states (supervisor.states.ProcessStates names).
 ALIVE = frozenset({"STARTING", "RUNNING", "BACKOFF"})

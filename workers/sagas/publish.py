@@ -16,10 +16,10 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
 from commands.catalog import topic_for
-from sagas import metrics as m
+from config.settings import Settings
 from sagas.model import OutgoingCommand, command_id, envelope_bytes
-from sagas.principal import ServiceToken
-from veritas.settings import Settings
+from workers.sagas import metrics as m
+from workers.sagas.principal import ServiceToken
 
 log = logging.getLogger("veritas.saga")
 Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]

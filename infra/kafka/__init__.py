@@ -19,7 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from veritas.settings import ROOT, Settings
+from config.settings import ROOT, Settings
 
 KAFKA_SCRIPT = ROOT / "infra" / "kafka" / "kafka.sh"
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
@@ -39,7 +39,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("training.commands"),
     TopicSpec("serving.commands"),
     TopicSpec("monitoring.commands"),
-    TopicSpec("commands.results"),
+    TopicSpec("events.results"),
     TopicSpec("commands.dlq", config={"retention.ms": "-1"}),
     TopicSpec("registry.events", config=FOREVER),
     TopicSpec("governance.events", config=FOREVER),

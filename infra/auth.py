@@ -1,78 +1,16 @@
-"""JWT authentication (HS256 by default, RS256 with a public key) and the one RBAC table."""
+"""JWT authentication: HS256 with a shared secret by default, RS256 with a public key. Turns an
+`authorization: Bearer <JWT>` header into a Principal (domain.rbac) or an AuthError."""
 
 from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import jwt
 
-from veritas.settings import Settings
-
-
-class Role(StrEnum):
-    DATA_SCIENTIST = "data_scientist"
-    ML_ENGINEER = "ml_engineer"
-    APPROVER = "approver"
-    AUDITOR = "auditor"
-    ADMIN = "admin"
-    # Veritas's own processes (the saga orchestrators and step workers): the only callers of the
-    # internal step commands, so nobody can forge a step's result.
-    SERVICE = "service"
-
-
-ALL_ROLES = frozenset(Role)
-_AUTHORS = frozenset({Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN, Role.SERVICE})
-_OPERATORS = frozenset({Role.ML_ENGINEER, Role.ADMIN})
-_APPROVERS = frozenset({Role.APPROVER})
-_SERVICE = frozenset({Role.SERVICE})
-
-# Which roles may issue each command or read each resource. Tests cover every row.
-PERMISSIONS: dict[str, frozenset[Role]] = {
-    "RegisterModel": _AUTHORS,
-    "UpdateModelMetadata": _AUTHORS,
-    "RegisterDataset": _AUTHORS,
-    "RegisterModelVersion": _AUTHORS,
-    "TransitionStage": _OPERATORS,
-    "RollbackProduction": _OPERATORS,
-    # The training saga archives a version it registered when it compensates.
-    "ArchiveModelVersion": _OPERATORS | _SERVICE,
-    "SubmitForApproval": _AUTHORS,
-    "ApproveSubmission": _APPROVERS,
-    "RejectSubmission": _APPROVERS,
-    "StartTraining": _AUTHORS,
-    "CancelTraining": _AUTHORS,
-    **{
-        name: _SERVICE
-        for name in (
-            "DispatchStep",
-            "RecordStepResult",
-            "RecordStepTimeout",
-            "ScheduleRetry",
-            "RecordTrainingProgress",
-            "BeginCompensation",
-            "FinishTraining",
-        )
-    },
-    "read:registry": ALL_ROLES,
-    "read:audit": frozenset({Role.AUDITOR, Role.ADMIN}),
-}
-
-
-class AuthError(Exception):
-    def __init__(self, reason_code: str, message: str) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Principal:
-    subject: str
-    roles: frozenset[Role]
+from config.settings import Settings
+from domain.rbac import AuthError, Principal, Role
 
 
 def issue_token(
@@ -133,13 +71,3 @@ def _decode(token: str, key: str, alg: str) -> dict[str, Any]:
         token, key, algorithms=[alg], options={"require": ["sub", "exp"]}
     )
     return claims
-
-
-def authorize(principal: Principal, action: str) -> None:
-    allowed = PERMISSIONS.get(action, frozenset())
-    if not principal.roles & allowed:
-        raise AuthError(
-            "forbidden",
-            f"{action} needs one of the roles {sorted(r.value for r in allowed)}; "
-            f"{principal.subject} has {sorted(r.value for r in principal.roles)}",
-        )

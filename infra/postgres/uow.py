@@ -9,7 +9,7 @@ from uuid import UUID
 
 from domain.base import Aggregate
 from events.envelope import EventEnvelope
-from veritas.eventstore import EventStore
+from infra.postgres.eventstore import EventStore
 
 A = TypeVar("A", bound=Aggregate)
 

@@ -4,7 +4,7 @@ faust-streaming 0.15.3 and Kafka 4.1.2; see sagas/runtime.py for the whole desig
 | setting | why |
 |---|---|
 | `processing_guarantee="at_least_once"` | exactly_once still gave 567-1,335 duplicates to a read_committed reader after a kill -9 (#517, #323); duplicates are made harmless by deterministic command ids instead |
-| `veritas-kafka://` broker URLs | sagas.transport: the consumer reads read_committed (faust has no setting for it outside exactly_once) |
+| `veritas-kafka://` broker URLs | workers.sagas.transport: the consumer reads read_committed (faust has no setting for it outside exactly_once) |
 | `store="memory://"` | no table is used (recovery is fragile, #651); the truth is the event store |
 | `topic_allow_declare=False`, `topic_disable_leader=True` | the broker's auto-create is off; topics are code (`veritas init`), and no leader topic is needed |
 | `consumer_group_instance_id` | static membership: a restarted worker gets its partitions back without waiting out the session |
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import faust
 
-from sagas import transport
-from veritas.settings import Settings
+from config.settings import Settings
+from workers.sagas import transport
 
 
 def make_app(settings: Settings, group_id: str, instance: int = 0) -> faust.App:

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import psycopg
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 
-from veritas import kafka, pg, supervisor
-from veritas.settings import Settings
+from config.settings import Settings
+from infra import kafka, supervisor
+from infra.postgres import server as pg
 
 Status = Literal["ok", "lagging", "stalled", "down"]
 HANDLER_GROUP = "veritas-command-handler"
@@ -30,7 +31,7 @@ PROJECTED_TOPICS = (
     "training.events",
     "serving.events",
     "monitoring.events",
-    "commands.results",
+    "events.results",
 )
 PROGRESS_TABLE = "veritas_health_progress"
 

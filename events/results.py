@@ -1,4 +1,4 @@
-"""The result published on commands.results for every command that is not dead-lettered."""
+"""The result published on events.results for every command that is not dead-lettered."""
 
 from __future__ import annotations
 
