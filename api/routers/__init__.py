@@ -1,0 +1,2 @@
+"""One APIRouter per resource: probes, commands, models (versions, lineage), datasets,
+governance, audit."""
