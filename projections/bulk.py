@@ -9,16 +9,13 @@ the caller rebuilds record by record instead, which gives the exact live semanti
 from __future__ import annotations
 
 import hashlib
-import queue
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
 from confluent_kafka import Message
 from psycopg import Connection
 from pydantic import ValidationError
@@ -41,8 +38,17 @@ from projections.apply import (
     save_positions,
     store_seq,
 )
+from projections.bulk_copy import (
+    BulkUnsupported,
+    Writer,
+    columns,
+    defer_indexes,
+    json_text,
+    restore_indexes,
+)
 from projections.ops import KEYS, Event, Insert, Op, Row
 
+__all__ = ["BulkUnsupported", "Fold", "rebuild"]
 FIELDS = frozenset(EventEnvelope.model_fields)
 AUDIT_COLS = (
     "aggregate_id",
@@ -68,10 +74,6 @@ TYPES = {
 CANONICAL_UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 ).fullmatch
-
-
-class BulkUnsupported(Exception):
-    """The history needs the record-by-record rebuild."""
 
 
 def _envelope(value: bytes | None) -> dict[str, Any]:
@@ -133,11 +135,6 @@ def _plain_status(value: bytes | None) -> tuple[Any, ...] | None:
         d.get("message"),
         orjson.dumps(events).decode(),
     )
-
-
-def _json(v: Any) -> Any:
-    """JSON column values as JSON text (COPY's text format lets Postgres parse them)."""
-    return orjson.dumps(v).decode() if isinstance(v, dict | list) else v
 
 
 def _hash_ok(d: dict[str, Any], value: bytes) -> bool:
@@ -213,7 +210,7 @@ class Fold:
                 row = command_status_row(value or b"")
             except ValidationError as exc:
                 raise BulkUnsupported(f"undecodable result: {exc}") from exc
-            status = tuple(_json(row[c]) for c in STATUS_COLS)
+            status = tuple(json_text(row[c]) for c in STATUS_COLS)
         if status[0] not in self.commands:  # ON CONFLICT DO NOTHING: the first one wins
             self.commands.add(status[0])
             self.status.append(status)
@@ -263,107 +260,15 @@ class Fold:
         )
 
 
-def _copy(conn: Connection, table: str, cols: tuple[str, ...], rows: Iterable[Any]) -> None:
-    query = f"COPY {table} ({', '.join(cols)}) FROM STDIN"
-    with conn.transaction(), conn.cursor() as cur, cur.copy(query) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _columns(
-    table: str, rows: dict[tuple[Any, ...], Row]
-) -> tuple[str, tuple[str, ...], Iterator[list[Any]]]:
-    cols = tuple(next(iter(rows.values()), {}))
-
-    def values() -> Iterator[list[Any]]:
-        for row in rows.values():
-            if tuple(row) != cols:
-                raise BulkUnsupported(f"rows of {table} differ in their columns")
-            yield [_json(v) for v in row.values()]
-
-    return table, cols, values()
-
-
-Job = tuple[str, tuple[str, ...], Iterable[Any]]
-
-
-class Writer(threading.Thread):
-    """Runs the COPYs on `conn` while the caller folds the next records, so that Postgres works
-    on the other core. The caller must not use `conn` until close()."""
-
-    def __init__(self, conn: Connection) -> None:
-        super().__init__(name="bulk-writer", daemon=True)
-        self.conn = conn
-        self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=4)
-        self.error: Exception | None = None
-        self.start()
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            if self.error is None:
-                try:
-                    _copy(self.conn, *job)
-                except (psycopg.Error, BulkUnsupported, TypeError, ValueError) as exc:
-                    self.error = exc  # reported by close(); later jobs are drained unused
-
-    def put(self, job: Job) -> None:
-        self.jobs.put(job)
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.join()
-        if isinstance(self.error, BulkUnsupported):
-            raise self.error
-        if self.error is not None:  # a key or a value the database refuses
-            raise BulkUnsupported(f"COPY refused: {type(self.error).__name__}: {self.error}")
-
-
 def _flush_appends(writer: Writer, fold: Fold) -> None:
     writer.put(("rm_audit_log", AUDIT_COLS, fold.audit))
     writer.put(("rm_command_status", STATUS_COLS, fold.status))
     fold.audit, fold.status = [], []  # the writer owns the old lists now
 
 
-BOOKKEEPING = ["rm_meta", "rm_migrations", "rm_projection_positions", "rm_projection_errors"]
-_KEYS_AND_INDEXES = """
-SELECT format('ALTER TABLE %%I ADD CONSTRAINT %%I %%s', c.relname, k.conname,
-              pg_get_constraintdef(k.oid)),
-       format('ALTER TABLE %%I DROP CONSTRAINT %%I', c.relname, k.conname)
-  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
- WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'u')
-   AND c.relname <> ALL(%(skip)s)
-UNION ALL
-SELECT pg_get_indexdef(i.indexrelid), format('DROP INDEX %%I', x.relname)
-  FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
- WHERE c.relnamespace = current_schema()::regnamespace AND c.relname <> ALL(%(skip)s)
-   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
-"""
-
-
-def _defer_indexes(conn: Connection) -> list[str]:
-    """Drop the read-model tables' keys and indexes in the fresh schema on `conn`, and return the
-    DDL that brings them back. One index build over the loaded rows costs a fraction of keeping
-    the index up to date row by row during COPY; a duplicate key still fails (at the build)."""
-    with conn.transaction():
-        rows = conn.execute(_KEYS_AND_INDEXES, {"skip": BOOKKEEPING}).fetchall()
-        for _, drop in rows:
-            conn.execute(drop)
-    return [create for create, _ in rows]
-
-
-def _restore_indexes(conn: Connection, ddl: list[str]) -> None:
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            for statement in ddl:
-                conn.execute(statement)
-    except psycopg.IntegrityError as exc:
-        raise BulkUnsupported(f"key refused after COPY: {exc}") from exc
-
-
 def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
     """Fold every record of `batches` and write the result to the schema on `conn`."""
-    restore = _defer_indexes(conn)
+    restore = defer_indexes(conn)
     fold, writer = Fold(), Writer(conn)
     try:
         for batch in batches:
@@ -373,10 +278,10 @@ def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
                 _flush_appends(writer, fold)
         _flush_appends(writer, fold)
         for table, rows in fold.tables.items():
-            writer.put(_columns(table, rows))
+            writer.put(columns(table, rows))
     finally:
         writer.close()
-    _restore_indexes(conn, restore)
+    restore_indexes(conn, restore)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(AUDIT_RELOCATE, fold.copies)
         save_positions(conn, fold.positions)

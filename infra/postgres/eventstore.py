@@ -1,5 +1,6 @@
-"""The event store port and its two adapters: Postgres (the eventsourcing library's application
-recorder) and an in-memory fake for unit tests. Both pass tests/contract/test_eventstore.py.
+"""The event store port and its Postgres adapter (the eventsourcing library's application
+recorder); the in-memory fake for unit tests is infra.memory_store. Both pass
+tests/contract/test_eventstore.py.
 
 A commit stores the events of a batch of commands together with those commands' results, in one
 transaction: the results table is the dedupe index, so a command either has its events and its
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,79 +69,13 @@ class EventStore(Protocol):
     def parked_original(self, sha256: str) -> bytes | None: ...
 
 
-def _stored(context: str, env: EventEnvelope) -> StoredEvent:
+def stored_event(context: str, env: EventEnvelope) -> StoredEvent:
     return StoredEvent(
         originator_id=env.aggregate_id,
         originator_version=env.version,
         topic=EVENT_TOPICS[context],
         state=env.to_bytes(),
     )
-
-
-class InMemoryEventStore:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._streams: dict[UUID, list[EventEnvelope]] = {}
-        self._log: list[Notification] = []
-        self._results: dict[str, CommandResult] = {}
-        self._committed = threading.Condition()
-        self._unseen = False
-        self._parked: dict[str, bytes] = {}
-
-    def wait_for_events(self, timeout_s: float) -> None:
-        with self._committed:
-            self._committed.wait_for(lambda: self._unseen, timeout_s)
-            self._unseen = False
-
-    def load(self, aggregate_id: UUID) -> list[EventEnvelope]:
-        return list(self._streams.get(aggregate_id, []))
-
-    parked_table = PARKED_TABLE
-
-    def park_original(self, original: bytes) -> str:
-        digest = hashlib.sha256(original).hexdigest()
-        self._parked.setdefault(digest, bytes(original))
-        return digest
-
-    def parked_original(self, sha256: str) -> bytes | None:
-        return self._parked.get(sha256)
-
-    def load_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[EventEnvelope]]:
-        return {a: self.load(a) for a in aggregate_ids}
-
-    def commit(
-        self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
-    ) -> None:
-        with self._lock:
-            taken = {(e.aggregate_id, e.version) for _, e in events}
-            if len(taken) != len(events) or any(
-                v <= len(self._streams.get(a, [])) for a, v in taken
-            ):
-                raise ConcurrencyError("an event version is already taken")
-            ids = [r.command_id for r in results]
-            if len(set(ids)) != len(ids) or any(i in self._results for i in ids):
-                raise ConcurrencyError("command_id already recorded")
-            for context, env in events:
-                self._streams.setdefault(env.aggregate_id, []).append(env)
-                s = _stored(context, env)
-                self._log.append(
-                    Notification(
-                        len(self._log) + 1, s.topic, env.aggregate_id, env.version, s.state
-                    )
-                )
-            self._results.update({r.command_id: r for r in results})
-        with self._committed:
-            self._unseen = True
-            self._committed.notify_all()
-
-    def find_results(self, command_ids: Sequence[str]) -> dict[str, CommandResult]:
-        return {c: self._results[c] for c in command_ids if c in self._results}
-
-    def notifications(self, after: int, limit: int) -> list[Notification]:
-        return self._log[after : after + limit]
-
-    def max_notification_id(self) -> int:
-        return len(self._log)
 
 
 class _Recorder(PostgresApplicationRecorder):
@@ -290,7 +224,7 @@ class PostgresEventStore:
         self, events: Sequence[tuple[str, EventEnvelope]], results: Sequence[CommandResult]
     ) -> None:
         try:
-            self.recorder.insert_events([_stored(c, e) for c, e in events], results=results)
+            self.recorder.insert_events([stored_event(c, e) for c, e in events], results=results)
         except IntegrityError as exc:
             raise ConcurrencyError(str(exc)) from exc
 

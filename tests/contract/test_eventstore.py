@@ -19,10 +19,10 @@ import pytest
 from config.settings import Settings
 from events.envelope import GENESIS_HASH, EventEnvelope, seal, verify_chain
 from events.results import CommandResult, EventRef
+from infra.memory_store import InMemoryEventStore
 from infra.postgres.eventstore import (
     ConcurrencyError,
     EventStore,
-    InMemoryEventStore,
     PostgresEventStore,
     datastore_from_dsn,
 )

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from commands.service import CONFLICTS, Incoming, process_batch
 from config.settings import Settings
 from domain.registry import RegisteredModel, model_id
-from infra.postgres.eventstore import InMemoryEventStore, PostgresEventStore, datastore_from_dsn
+from infra.memory_store import InMemoryEventStore
+from infra.postgres.eventstore import PostgresEventStore, datastore_from_dsn
 from tests.helpers import envelope, token
 
 

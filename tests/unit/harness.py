@@ -19,7 +19,8 @@ from domain.registry import dataset_id, model_id, version_id
 from events.envelope import EventEnvelope, verify_chain
 from events.results import CommandResult
 from infra.auth import issue_token
-from infra.postgres.eventstore import EventStore, InMemoryEventStore
+from infra.memory_store import InMemoryEventStore
+from infra.postgres.eventstore import EventStore
 
 SETTINGS = Settings(jwt_secret="unit-test-secret-0123456789-abcdefghijklmnop")
 SHA_A, SHA_B = "a" * 64, "b" * 64

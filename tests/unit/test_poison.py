@@ -19,7 +19,7 @@ from domain.registry import ModelVersion, version_id
 from events.envelope import EventEnvelope, read_published, verify_published
 from events.registry import ModelVersionRegistered
 from events.results import CommandResult
-from infra.postgres.eventstore import InMemoryEventStore
+from infra.memory_store import InMemoryEventStore
 from tests.unit.harness import SETTINGS, Harness, assert_rejected
 
 

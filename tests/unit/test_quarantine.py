@@ -13,7 +13,7 @@ from commands import handlers
 from commands.decoding import DeadLetter
 from events.envelope import EventEnvelope
 from events.results import CommandResult
-from infra.postgres.eventstore import InMemoryEventStore
+from infra.memory_store import InMemoryEventStore
 from tests.unit.harness import Harness
 
 

@@ -15,7 +15,7 @@ from domain.errors import InvariantViolation
 from domain.registry import RegisteredModel
 from events.envelope import EventEnvelope
 from events.results import CommandResult
-from infra.postgres.eventstore import InMemoryEventStore
+from infra.memory_store import InMemoryEventStore
 from tests.unit.harness import (
     SHA_A,
     SHA_B,

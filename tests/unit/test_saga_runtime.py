@@ -18,7 +18,7 @@ from faust.types import TP
 from config.settings import Settings
 from events.envelope import GENESIS_HASH, EventEnvelope, seal
 from infra.auth import authenticate
-from infra.postgres.eventstore import InMemoryEventStore
+from infra.memory_store import InMemoryEventStore
 from sagas.model import (
     OutgoingCommand,
     PolicyInput,
