@@ -255,6 +255,7 @@ def report_html(
     critical: float = CRITICAL,
     overrides: Overrides | None = None,
 ) -> bytes:
+    """Evidently's self-contained HTML report of one window (see ``DriftChecker.html``)."""
     checker = DriftChecker(
         reference, profile, warning=warning, critical=critical, overrides=overrides
     )

@@ -127,7 +127,8 @@ def choose_methods(
     *,
     reference: pd.DataFrame | None = None,
 ) -> dict[str, str | None]:
-    """The Evidently method of each column; None for a constant one (guarded, not tested)."""
+    """The Evidently method of each column; None for a constant one (guarded, not tested: an
+    override does not make a constant testable)."""
     chosen: dict[str, str | None] = {}
     for f in features(profile, reference):
         method = _override(overrides, f).get("method")
