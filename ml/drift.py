@@ -28,7 +28,7 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.legacy.core import ColumnType
 from evidently.metrics import OutListValueCount, OutRangeValueCount, ValueDrift
 from evidently.presets import DataDriftPreset
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from ml.drift_methods import (
     WARNING,
@@ -96,6 +96,7 @@ class DriftResult(BaseModel):
     n_current: int
     evidently_version: str
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def alert(self) -> bool:
         """Seed 004's ModelDriftDetected condition."""

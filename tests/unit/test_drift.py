@@ -67,14 +67,23 @@ def shifted(window: pd.DataFrame, reference: pd.DataFrame, columns: list[str]) -
 
 def test_kinds_are_inferred_like_the_data_preparation(reference: pd.DataFrame) -> None:
     kinds = {c: infer_kind(reference[c]) for c in reference.columns}
-    assert kinds == {"const": "constant", "flag": "discrete", "level": "discrete",
-                     "colour": "discrete"} | dict.fromkeys(CONTINUOUS, "continuous")  # fmt: skip
+    assert kinds == {
+        "const": "constant",
+        "flag": "discrete",
+        "level": "discrete",
+        "colour": "discrete",
+    } | dict.fromkeys(CONTINUOUS, "continuous")
     assert infer_kind(pd.Series(np.arange(25.0))) == "continuous"  # more than 20 integral values
 
 
 def test_methods_by_kind(reference: pd.DataFrame) -> None:
     methods = choose_methods(infer_profile(reference), reference=reference)
-    assert methods == {"const": None, "flag": "z", "level": "ks", "colour": "chisquare"} | dict.fromkeys(CONTINUOUS, "ks")  # fmt: skip
+    assert methods == {
+        "const": None,
+        "flag": "z",
+        "level": "ks",
+        "colour": "chisquare",
+    } | dict.fromkeys(CONTINUOUS, "ks")
 
 
 def test_profile_as_mapping_without_kinds_is_accepted(reference: pd.DataFrame) -> None:
@@ -110,7 +119,7 @@ def test_mild_shift_warns_and_strong_shift_is_critical(
     assert (mild.severity, mild.drifted, mild.alert) == ("warning", ["x1"], False)
     assert mild.share_drifted == pytest.approx(1 / 7)
     strong = checker.check(shifted(window, reference, CONTINUOUS))
-    assert strong.severity == "critical" and strong.alert
+    assert strong.severity == "critical" and strong.model_dump()["alert"] is True
     assert sorted(strong.drifted) == CONTINUOUS
 
 
@@ -162,7 +171,11 @@ def test_overrides_replace_method_and_threshold(reference: pd.DataFrame) -> None
     profile = infer_profile(reference)
     methods = choose_methods(profile, overrides, reference=reference)
     assert (methods["x1"], methods["x2"], methods["level"], methods["colour"]) == (
-        "psi", "ks", "jensenshannon", "jensenshannon")  # fmt: skip
+        "psi",
+        "ks",
+        "jensenshannon",
+        "jensenshannon",
+    )
     assert (methods["flag"], methods["const"]) == ("z", None)
     thresholds = choose_thresholds(profile, methods, overrides, reference=reference)
     assert (thresholds["x1"], thresholds["x2"], thresholds["flag"]) == (0.1, 1e-300, 0.5)
@@ -171,6 +184,8 @@ def test_overrides_replace_method_and_threshold(reference: pd.DataFrame) -> None
     x1, x2 = result.per_feature["x1"], result.per_feature["x2"]
     assert (x1.method, x1.threshold, x2.threshold) == ("psi", 0.1, 1e-300)
     assert not x2.drifted  # shifted, but no p-value is below 1e-300
+    with pytest.raises(ValueError, match="nope"):
+        DriftChecker(reference, profile, overrides={"x3": {"method": "nope"}})
 
 
 def test_window_must_have_every_profiled_column(checker: DriftChecker) -> None:
