@@ -17,4 +17,6 @@ Modules:
 * ``job`` / ``child``: ``python -m ml.job`` and the parent-side runner with timeouts.
 * ``semver``, ``store``, ``signing``, ``card``, ``environment``: versioning, the content-addressed
   store, Ed25519 signatures, the model card and the lineage's environment.
+* ``drift`` / ``drift_methods``: Evidently data drift with a test chosen per column kind (no torch:
+  the drift monitor's process imports it).
 """
