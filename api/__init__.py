@@ -1,0 +1,1 @@
+"""Entrypoint: the FastAPI application, one router per resource, over the read models."""
