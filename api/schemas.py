@@ -151,3 +151,49 @@ class Verification(BaseModel):
     chain_break: dict[str, Any] | None = Field(
         None, description="aggregate_type, aggregate_id, version and reason of the first break"
     )
+
+
+class StepAttempt(BaseModel):
+    step: str
+    kind: str
+    attempt: int
+    status: str
+    dispatched_at: datetime
+    deadline_at: str
+    finished_at: datetime | None
+    duration_s: float | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class TrainingRun(BaseModel):
+    run_id: str
+    model_name: str
+    dataset_uri: str
+    status: str = Field(description="running, compensating, completed, failed or cancelled")
+    requested_by: str
+    hyperparameters: dict[str, Any]
+    gates: dict[str, Any]
+    trigger: dict[str, Any] | None
+    current_step: str | None
+    gate_results: list[dict[str, Any]]
+    compensations: list[dict[str, Any]]
+    progress: list[dict[str, Any]] = Field(description="per-epoch loss and accuracy")
+    retries: list[dict[str, Any]]
+    cause: str | None
+    failed_step: str | None
+    error: str | None
+    version: str | None
+    artifact_sha256: str | None
+    submission_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TrainingRunDetail(TrainingRun):
+    steps: list[StepAttempt]
+
+
+class TrainingRunPage(BaseModel):
+    items: list[TrainingRun]
+    next_cursor: str | None

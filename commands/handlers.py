@@ -76,6 +76,7 @@ def register_model_version(cmd: RegisterModelVersion, *, deps: Deps) -> None:
             ds.name, ds.version, ds.checksum
         )
     fields = {**cmd.model_dump(mode="json"), "registered_by": deps.meta.actor}
+    fields["artifact"] = cmd.artifact.model_dump(mode="json", exclude_none=True)
     deps.uow.get(ModelVersion, version_id(cmd.model_name, cmd.version)).register(fields, deps.meta)
 
 

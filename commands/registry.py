@@ -56,6 +56,13 @@ class Artifact(BaseModel):
     uri: Uri
     sha256: Sha256
     signature: ShortText
+    # Set by the training saga: the signing key's id (the signature is Ed25519 over the digest and
+    # the manifest) and the digests of what is kept with the artifact in the store.
+    public_key_id: ShortText | None = None
+    manifest_sha256: Sha256 | None = None
+    card_sha256: Sha256 | None = None
+    profile_sha256: Sha256 | None = None
+    reference_sha256: Sha256 | None = None
 
 
 class DatasetRef(BaseModel):

@@ -6,7 +6,9 @@ from __future__ import annotations
 from config.settings import Settings
 
 # Fixed offsets from settings.metrics_port_base, so `veritas status` knows where to look.
-METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2}
+METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2, "training-steps": 3}
+# The sagas' orchestrators serve theirs from settings.saga_metrics_base (+ their slot).
+SAGA_SLOTS = {"training-orchestrator": 0}
 
 
 def handler_name(instance: int) -> str:
@@ -23,6 +25,8 @@ def handler_instance(name: str) -> int | None:
 
 
 def metrics_port(settings: Settings, name: str) -> int:
+    if name in SAGA_SLOTS:
+        return settings.saga_metrics_base + SAGA_SLOTS[name]
     instance = handler_instance(name)
     if instance:  # instances 1.. follow the fixed offsets
         return settings.metrics_port_base + len(METRICS_PORT_OFFSET) - 1 + instance

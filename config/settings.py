@@ -117,11 +117,16 @@ class Settings(BaseSettings):
     saga_session_timeout_s: float = Field(10.0, ge=6.0)  # the broker's minimum is 6 s
     saga_commit_interval_s: float = Field(1.0, gt=0)  # redelivered after a kill: up to this much
     saga_timer_interval_s: float = Field(0.5, gt=0)  # how often due timers are looked for
-    saga_metrics_port_base: int = 9121  # + the saga's metrics_slot; bound to 127.0.0.1
+    # + the saga's metrics_slot, on 127.0.0.1; None: metrics_port_base + 20
+    saga_metrics_port_base: int | None = None
 
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"
+
+    @property
+    def saga_metrics_base(self) -> int:
+        return self.saga_metrics_port_base or self.metrics_port_base + 20
 
     @property
     def keys_dir(self) -> Path:

@@ -58,6 +58,7 @@ def run_job(
             stderr=stderr,
             env=_child_env(),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             _pump(proc, time.monotonic() + timeout_s, on_progress)
@@ -65,6 +66,15 @@ def run_job(
             _kill(proc)
             raise
     return outcome(proc.returncode, _read_result(result_path), _tail(stderr_path))
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when its parent dies (PR_SET_PDEATHSIG), so a
+    step worker killed with -9 leaves no training behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _child_env() -> dict[str, str]:

@@ -71,6 +71,12 @@ def run_train(inputs: dict[str, Any], out: Path, progress: Progress) -> dict[str
 
     hp = Hyperparameters.from_dict(dict(inputs.get("hyperparameters") or {}))
     snapshot = load_snapshot(_dir(inputs, "snapshot_dir"))
+    if inputs.get("inject_nan_loss"):  # fault injection: a NaN input row makes the loss NaN
+        import dataclasses
+
+        poisoned = snapshot.X_train.copy()
+        poisoned[0, :] = float("nan")
+        snapshot = dataclasses.replace(snapshot, X_train=poisoned)
     device = str(inputs.get("device", "auto"))
     result = train(snapshot, hp, device, on_epoch=lambda r: progress("epoch", **r))
     artifact = save_artifact(result, out)

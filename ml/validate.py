@@ -267,10 +267,10 @@ def _security_gate(directory: Path) -> dict[str, Any]:
 def _drift_gate(snapshot: Snapshot, share: float) -> dict[str, Any]:
     import pandas as pd
 
-    drift = importlib.import_module("ml.drift")  # written in a parallel branch; imported lazily
+    drift = importlib.import_module("ml.drift")  # Evidently and pandas: only when the gate runs
     reference = pd.DataFrame(snapshot.X_train, columns=snapshot.feature_names)
     current = pd.DataFrame(snapshot.X_holdout, columns=snapshot.feature_names)
     result = drift.check(reference, current, snapshot.profile)
-    value = float(result["share_drifted"])
-    detail = f"holdout vs training inputs; drifted: {list(result['drifted'])[:10]}"
+    value = float(result.share_drifted)
+    detail = f"holdout vs training inputs; drifted: {list(result.drifted)[:10]}"
     return gate("data_drift", value <= share, value, share, None, detail)

@@ -86,7 +86,7 @@ class ProcessManager(Generic[S]):
     timers: Callable[[S], Iterable[Timer]] = no_timers
     open_aggregates: Callable[[Container], Iterable[UUID]] = no_open_aggregates
     roles: tuple[str, ...] = ("ml_engineer",)  # the service principal's roles (RBAC)
-    metrics_slot: int = 0  # metrics on settings.saga_metrics_port_base + this
+    metrics_slot: int = 0  # metrics on settings.saga_metrics_base + this
 
     @property
     def group_id(self) -> str:

@@ -106,7 +106,7 @@ def inputs_for(run: TrainingRun, step: str, kind: str) -> dict[str, Any]:
         return {
             **base,
             "snapshot": prep.get("snapshot"),
-            "artifact_sha256": trained.get("artifact_sha256"),
+            "training": trained,
             "gates": s.gates,
             "declared_major": s.declared_major,
         }

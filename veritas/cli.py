@@ -11,7 +11,7 @@ import typer
 
 from config.settings import Settings
 from infra.auth import issue_token
-from veritas import services
+from veritas import cli_training, services
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
 
@@ -216,6 +216,9 @@ def audit_cmd(
         )
     )
     raise typer.Exit(0 if brk is None else 1)
+
+
+cli_training.register(app)
 
 
 @app.command()

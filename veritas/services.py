@@ -16,7 +16,7 @@ import psycopg
 
 from config.services import handler_name, metrics_port
 from config.settings import Settings
-from infra import health, kafka, supervisor
+from infra import health, kafka, keys, supervisor
 from infra.postgres import server as pg
 from projections.schema import migrate
 from veritas.bootstrap import bootstrap
@@ -31,6 +31,8 @@ def _commands(s: Settings) -> dict[str, list[str]]:
         },
         "relay": [py, "-m", "workers.relay"],
         "projector": [py, "-m", "workers.projector"],
+        "training-orchestrator": [py, "-m", "workers.training_orchestrator"],
+        "training-steps": [py, "-m", "workers.training_steps"],
         "api": [
             py,
             "-m",
@@ -108,6 +110,7 @@ def prepare(s: Settings, timeout_s: float = 120.0) -> None:
             raise RuntimeError(f"Kafka or Postgres did not come up; see {s.log_dir}")
         time.sleep(0.3)
     kafka.ensure_topics(s)
+    keys.ensure_dev_key(s)  # the signing key of artifacts and events, unless one is configured
     container = bootstrap(s)
     _ = container.store  # creates the event-store tables
     with psycopg.connect(s.dsn, autocommit=True) as conn:

@@ -37,6 +37,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("registry.commands"),
     TopicSpec("governance.commands"),
     TopicSpec("training.commands"),
+    # The training saga's step commands, keyed by saga id, for the step workers.
+    TopicSpec("training.steps"),
     TopicSpec("serving.commands"),
     TopicSpec("monitoring.commands"),
     TopicSpec("events.results"),

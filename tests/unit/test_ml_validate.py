@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from ml import prepare
+from ml import datasets, prepare
 from ml.errors import InvalidJob
 from ml.validate import NO_BASELINE, Thresholds, ValidationReport, validate
 from tests.unit.ml_support import HAVE_DRIFT, digits_snapshot, train_artifact
@@ -141,15 +141,21 @@ def test_a_candidate_of_another_schema_than_the_snapshot_is_invalid(
 def _fake_drift(share: float, calls: list[tuple[Any, ...]]) -> types.ModuleType:
     module = types.ModuleType("ml.drift")
 
+    from ml.drift import DriftResult  # the real result type: the fake keeps the contract
+
     def check(
         reference: pd.DataFrame, current: pd.DataFrame, profile: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> DriftResult:
         calls.append((reference, current, profile))
-        return {
-            "share_drifted": share,
-            "drifted": ["pixel_3_4"] if share else [],
-            "per_feature": {},
-        }
+        return DriftResult(
+            share_drifted=share,
+            drifted=["pixel_3_4"] if share else [],
+            per_feature={},
+            severity=None,
+            n_reference=len(reference),
+            n_current=len(current),
+            evidently_version="fake",
+        )
 
     module.check = check  # type: ignore[attr-defined]
     return module
@@ -175,7 +181,7 @@ def test_the_drift_gate_calls_ml_drift_with_training_and_holdout_frames(
 def test_the_real_drift_check_finds_no_drift_between_random_splits(
     artifacts: dict[str, Path],
 ) -> None:
-    snapshot = prepare.prepare(prepare.datasets.load("sklearn:digits"), seed=0)
+    snapshot = prepare.prepare(datasets.load("sklearn:digits"), seed=0)
     gate = _gates(validate(snapshot, artifacts["strong"], None, 0.5))["data_drift"]
     assert gate["passed"] and gate["value"] <= 0.3
 

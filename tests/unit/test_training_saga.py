@@ -150,7 +150,7 @@ def test_the_happy_path_runs_each_step_once_then_completes() -> None:
     ]
     # Each step gets what the earlier ones produced.
     assert sim.step_messages[1]["inputs"]["snapshot"] == "snap-1"
-    assert sim.step_messages[2]["inputs"]["artifact_sha256"] == "a" * 64
+    assert sim.step_messages[2]["inputs"]["training"]["artifact_sha256"] == "a" * 64
 
 
 def test_a_transient_failure_is_retried_with_backoff_and_leaves_no_compensation() -> None:

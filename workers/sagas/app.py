@@ -12,7 +12,7 @@ faust-streaming 0.15.3 and Kafka 4.1.2; see sagas/runtime.py for the whole desig
 | `broker_commit_interval` (saga_commit_interval_s, 1 s) | bounds what a kill -9 redelivers (faust's default is 2.8 s) |
 | `producer_acks=-1` | a command is on every in-sync replica before its event is acked |
 | `consumer_auto_offset_reset="earliest"` | a new saga also reacts to the events published before its group existed |
-| `web_enabled=False` | metrics come from prometheus_client on 127.0.0.1 (settings.saga_metrics_port_base) |
+| `web_enabled=False` | metrics come from prometheus_client on 127.0.0.1 (settings.saga_metrics_base) |
 | `datadir` under `settings.var_dir/faust/` | nothing written in the working directory |
 
 Agent concurrency (1, faust-streaming#606) is set where the agent is declared (sagas/runtime.py).

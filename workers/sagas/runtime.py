@@ -256,7 +256,7 @@ def run(pm: ProcessManager[Any], settings: Settings | None = None) -> NoReturn:
     from workers.base import WORKER
 
     WORKER.info({"name": name, "pid": str(os.getpid())})
-    start_http_server(s.saga_metrics_port_base + pm.metrics_slot, addr="127.0.0.1")
+    start_http_server(s.saga_metrics_base + pm.metrics_slot, addr="127.0.0.1")
     # The tables are `veritas init`'s, as the topics are: no DDL here (it would race other
     # processes starting at the same time). A missing table is a fatal error at the first load.
     store = PostgresEventStore(datastore_from_dsn(s.dsn, s.db_schema))

@@ -1,0 +1,88 @@
+"""model_validation: seed 004's quality gates, in a child process, on the holdout split, against
+the current production version measured in the same process when there is one. A failed gate is
+a permanent failure whose detail carries every gate with its measured value."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ml import child
+from ml.errors import PermanentStepError, StepTimeout, TransientStepError
+from steps.context import PermanentFailure, StepContext, TransientFailure
+
+
+def _materialise(ctx: StepContext, model_sha: str, manifest_sha: str, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ctx.artifacts.path_of(model_sha), directory / "model.safetensors")
+    shutil.copyfile(ctx.artifacts.path_of(manifest_sha), directory / "manifest.json")
+    return directory
+
+
+def production(ctx: StepContext, model_name: str) -> tuple[str, dict[str, Any]] | None:
+    """(version, artifact object) of the model's production version, when it has one."""
+    with ctx.read_connection() as conn:
+        row = conn.execute(
+            "SELECT v.version, v.artifact FROM rm_models m JOIN rm_model_versions v"
+            " ON v.model_name = m.name AND v.version = m.production_version WHERE m.name = %s",
+            (model_name,),
+        ).fetchone()
+    return (str(row[0]), dict(row[1])) if row else None
+
+
+def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    work = ctx.work_dir(saga_id, "model_validation", attempt)
+    trained = inputs["training"]
+    candidate = _materialise(
+        ctx, trained["artifact_sha256"], trained["manifest_sha256"], work / "candidate"
+    )
+    prod = production(ctx, inputs["model_name"])
+    prod_dir = None
+    if (
+        prod is not None
+        and ctx.artifacts.has(prod[1].get("sha256", ""))
+        and prod[1].get("manifest_sha256")
+    ):
+        prod_dir = _materialise(
+            ctx, prod[1]["sha256"], prod[1]["manifest_sha256"], work / "production"
+        )
+    gates = inputs.get("gates") or {}
+    job = {
+        "kind": "validate",
+        "inputs": {
+            "snapshot_dir": str(Path(inputs["snapshot"]).resolve()),
+            "candidate_dir": str(candidate.resolve()),
+            "production_dir": str(prod_dir.resolve()) if prod_dir else None,
+            "min_accuracy": float(gates.get("min_accuracy", 0.0)),
+            "declared_major": bool(inputs.get("declared_major", False)),
+            "thresholds": {
+                k: gates[k]
+                for k in ("accuracy_ratio", "latency_ratio", "memory_ratio", "drift_share")
+                if k in gates
+            },
+        },
+    }
+    try:
+        report = child.run_job(job, work, ctx.seconds_left(), lambda _: None)["report"]
+    except PermanentStepError as exc:
+        raise PermanentFailure(f"validation failed: {exc}") from exc
+    except (TransientStepError, StepTimeout) as exc:
+        raise TransientFailure(f"validation did not finish: {exc}") from exc
+    baseline = prod[0] if prod is not None and prod_dir is not None else None
+    if not report["passed"]:
+        failed = [
+            f"{g['gate']}: {g.get('value')} vs {g.get('threshold')}"
+            for g in report["gates"]
+            if not g["passed"]
+        ]
+        raise PermanentFailure(
+            "quality gate failed: " + "; ".join(failed),
+            {"gates": report["gates"], "metrics": report["metrics"], "baseline_version": baseline},
+        )
+    return {
+        "passed": True,
+        "gates": report["gates"],
+        "metrics": report["metrics"],
+        "baseline_version": baseline,
+    }
