@@ -1,0 +1,109 @@
+"""Helpers of the serving tests and bench (not a test module).
+
+``train_artifacts`` trains small digits MLPs in a child process (``python -m
+tests.serving_support DIR SEED...``), so a caller that must not import torch (the bench's driver)
+can make them too; ``signed_spec`` signs one (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ml import signing
+from ml.util import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+# Training is deterministic (same seed, same bytes), so artifacts are made once and kept here.
+CACHE = ROOT / "var" / "serving-artifacts"
+
+
+def cached_artifacts(seeds: Iterable[int], epochs: int = 2) -> list[Path]:
+    """Artifacts for ``seeds`` under ``var/serving-artifacts`` (read them; copy to change them)."""
+    return train_artifacts(CACHE / f"epochs{epochs}", seeds, epochs)
+
+
+def train_artifacts(directory: Path, seeds: Iterable[int], epochs: int = 3) -> list[Path]:
+    """One artifact directory per seed under ``directory`` (trained in a child process)."""
+    seeds = list(seeds)
+    dirs = [directory / f"seed{s}" for s in seeds]
+    if all((d / "model.safetensors").exists() for d in dirs):
+        return dirs
+    subprocess.run(
+        [sys.executable, "-m", "tests.serving_support", str(directory), str(epochs)]
+        + [str(s) for s in seeds],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    return dirs
+
+
+def signed_spec(
+    artifact_dir: Path,
+    key: Ed25519PrivateKey,
+    version: str,
+    approved_for: Iterable[str] = ("staging", "production"),
+    stage: str = "production",
+) -> dict[str, Any]:
+    """A ``user_config`` version spec for ``artifact_dir``, signed by ``key``."""
+    model = artifact_dir / "model.safetensors"
+    manifest = json.loads((artifact_dir / "manifest.json").read_text(encoding="utf-8"))
+    sha = sha256_file(model)
+    return {
+        "version": version,
+        "artifact": str(model),
+        "sha256": sha,
+        "signature": signing.sign(key, signing.artifact_message(sha, manifest)),
+        "public_key": signing.public_key_to_pem(key.public_key()).decode("ascii"),
+        "approved_for": list(approved_for),
+        "stage": stage,
+    }
+
+
+def holdout_rows(n: int, seed: int = 0) -> list[list[float]]:
+    """Raw digits feature rows (no torch): ``n`` rows, cycling through the dataset."""
+    from ml import datasets
+
+    rows = [list(map(float, r)) for r in datasets.load("sklearn:digits").X]
+    start = seed % len(rows)
+    return [rows[(start + i) % len(rows)] for i in range(n)]
+
+
+def request(i: int, row: list[float], model: str = "digits", prefix: str = "r") -> bytes:
+    return json.dumps(
+        {"request_id": f"{prefix}-{i:08d}", "model_name": model, "features": row}
+    ).encode()
+
+
+def wait_for(check: Any, timeout_s: float, interval_s: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout_s} s")
+        time.sleep(interval_s)
+
+
+def _main(argv: list[str]) -> None:
+    from ml import datasets, prepare
+    from ml.train import Hyperparameters, save_artifact, train
+
+    directory, epochs, seeds = Path(argv[0]), int(argv[1]), [int(s) for s in argv[2:]]
+    snapshot = prepare.prepare(datasets.load("sklearn:digits"), seed=0)
+    for seed in seeds:
+        result = train(snapshot, Hyperparameters(epochs=epochs, seed=seed), device="cpu")
+        save_artifact(result, directory / f"seed{seed}")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
