@@ -107,3 +107,92 @@ def _main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _main(sys.argv[1:])
+
+
+# --- Kafka helpers (confluent-kafka only) ---------------------------------------------------
+
+
+def create_topics(servers: str, topics: dict[str, int]) -> None:
+    """Create ``name -> partitions`` afresh (deleting any that exist)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": servers})
+    existing = set(admin.list_topics(timeout=10).topics)
+    doomed = [t for t in topics if t in existing]
+    if doomed:
+        for f in admin.delete_topics(doomed, operation_timeout=30).values():
+            f.result()
+        wait_for(lambda: not set(doomed) & set(admin.list_topics(timeout=10).topics), 30)
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items()],
+        operation_timeout=30,
+    )
+    for f in futures.values():
+        f.result()
+
+
+def producer(servers: str) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": servers, "linger.ms": 2, "enable.idempotence": True})
+
+
+def produce_all(servers: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
+    p = producer(servers)
+    n = 0
+    for key, value in messages:
+        while True:
+            try:
+                p.produce(topic, value, key)
+                break
+            except BufferError:
+                p.poll(0.01)
+        n += 1
+        if n % 1000 == 0:
+            p.poll(0)
+    p.flush(30)
+    return n
+
+
+class Results:
+    """A read_committed reader of a results topic that keeps every record it saw."""
+
+    def __init__(self, servers: str, topic: str, group: str | None = None) -> None:
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": servers,
+                "group.id": group or f"results-reader-{time.time_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.records: list[dict[str, Any]] = []
+        self.arrival: list[float] = []
+
+    def poll(self, seconds: float) -> int:
+        deadline = time.monotonic() + seconds
+        got = 0
+        while time.monotonic() < deadline:
+            for m in self.consumer.consume(1000, 0.05):
+                if m.error() is None:
+                    self.records.append(json.loads(m.value()))
+                    self.arrival.append(time.perf_counter())
+                    got += 1
+        return got
+
+    def until(self, ids: set[str], timeout_s: float) -> set[str]:
+        """Poll until every id in ``ids`` has a result (or the timeout); the ids still missing."""
+        deadline = time.monotonic() + timeout_s
+        missing = set(ids) - {r["request_id"] for r in self.records}
+        while missing and time.monotonic() < deadline:
+            before = len(self.records)
+            self.poll(0.5)
+            missing -= {r["request_id"] for r in self.records[before:]}
+        return missing
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,321 @@
+"""The Kafka path: ``inference.requests`` -> model -> ``inference.results`` (no torch, no Ray).
+
+One ``IngressLoop`` runs on a thread inside each replica (or in any plain process, which is how
+the bench's baseline runs the same code without Ray). All loops share one consumer group, so the
+path scales by partitions, and each loop:
+
+1. takes up to ``max_batch`` requests off the topic, waiting at most ``batch_wait_s`` for them;
+2. answers them against the snapshot of what is served, read once (``serving.batching``);
+3. waits for the previous batch's commit, then produces the results (input order, key =
+   request id);
+4. hands the consumed offsets to a helper thread, which commits them, and goes back to 1, so a
+   batch's commit overlaps the next batch's consume and forward pass.
+
+Delivery (``delivery``):
+
+* ``exactly_once`` (default): each batch is one Kafka transaction holding its results and its
+  consumed offsets (``send_offsets_to_transaction`` with the group's metadata, KIP-447). A
+  replica killed mid-batch leaves an open transaction that is aborted (by the successor's
+  ``init_transactions`` on the same ``transactional_id``, or by the broker after
+  ``transaction_timeout_ms``); its requests are read again from the committed offsets. A
+  ``read_committed`` reader of the results sees exactly one result per request. An abortable
+  error aborts the batch and rewinds to its first offsets; a fatal one (fenced) ends the loop,
+  ``healthy`` turns false and Serve replaces the replica.
+* ``at_least_once``: results are flushed, then the offsets committed. A kill repeats the results
+  of at most the batches in flight; a repeat has the same ``request_id`` (readers keep the first).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from serving import metrics
+from serving.batching import Snapshot, answer_messages
+from serving.protocol import dumps
+
+log = logging.getLogger("serving.ingress")
+Delivery = Literal["exactly_once", "at_least_once"]
+
+
+@dataclass(frozen=True)
+class IngressConfig:
+    bootstrap_servers: str
+    requests_topic: str = "inference.requests"
+    results_topic: str = "inference.results"
+    group_id: str = "veritas-serving"
+    transactional_id: str = "veritas-serving-0"
+    delivery: Delivery = "exactly_once"
+    max_batch: int = 500
+    batch_wait_s: float = 0.005
+    transaction_timeout_ms: int = 10_000
+    session_timeout_ms: int = 6_000
+    stats_interval_ms: int = 5_000
+    call_timeout_s: float = 30.0
+    client: dict[str, str] = field(default_factory=dict)  # extra librdkafka settings (security)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> IngressConfig:
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown ingress setting(s) {sorted(unknown)}")
+        cfg = cls(**raw)
+        if cfg.delivery not in ("exactly_once", "at_least_once"):
+            raise ValueError(f"delivery must be exactly_once or at_least_once: {cfg.delivery!r}")
+        if cfg.max_batch < 1 or cfg.batch_wait_s < 0:
+            raise ValueError("max_batch must be >= 1 and batch_wait_s >= 0")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Fatal(Exception):
+    """The loop cannot go on with these clients (fenced, or a fatal client error)."""
+
+
+@dataclass
+class Batch:
+    offsets: dict[tuple[str, int], int]  # next offset to read, per partition
+    firsts: dict[tuple[str, int], int]  # first offset of the batch, per partition
+    rows: int
+
+
+def _offsets(messages: list[Message]) -> Batch:
+    offsets: dict[tuple[str, int], int] = {}
+    firsts: dict[tuple[str, int], int] = {}
+    for m in messages:
+        tp, off = (str(m.topic()), int(m.partition() or 0)), int(m.offset() or 0)
+        offsets[tp] = max(offsets.get(tp, -1), off + 1)
+        firsts[tp] = min(firsts.get(tp, off), off)
+    return Batch(offsets, firsts, len(messages))
+
+
+class Committer:
+    """Commits one batch at a time on a helper thread; ``wait`` gives back a failed batch."""
+
+    def __init__(self, cfg: IngressConfig, producer: Producer, consumer: Consumer) -> None:
+        self.cfg, self.producer, self.consumer = cfg, producer, consumer
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="serving-commit")
+        self._pending: tuple[Future[None], Batch] | None = None
+
+    def submit(self, batch: Batch) -> None:
+        group = self.consumer.consumer_group_metadata()
+        self._pending = (self._pool.submit(self._commit, batch, group), batch)
+
+    def wait(self) -> Batch | None:
+        """Block until the last commit is done; the batch when it was aborted, else None."""
+        if self._pending is None:
+            return None
+        future, batch = self._pending
+        self._pending = None
+        try:
+            future.result()
+        except KafkaException as exc:
+            metrics.ABORTS.inc()
+            log.warning("batch of %d aborted, to be read again: %s", batch.rows, exc)
+            return batch
+        return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _commit(self, batch: Batch, group: Any) -> None:
+        started = time.perf_counter()
+        tps = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
+        t = self.cfg.call_timeout_s
+        if self.cfg.delivery == "at_least_once":
+            if self.producer.flush(t) > 0:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "results not delivered"))
+            self.consumer.commit(offsets=tps, asynchronous=False)
+        else:
+            try:
+                _retrying(lambda: self.producer.send_offsets_to_transaction(tps, group, t))
+                _retrying(lambda: self.producer.commit_transaction(t))
+            except KafkaException as exc:
+                err = exc.args[0]
+                if isinstance(err, KafkaError) and err.fatal():
+                    raise Fatal(str(err)) from exc
+                self.producer.abort_transaction(t)
+                raise
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+
+def _retrying(call: Callable[[], None], attempts: int = 5) -> None:
+    for i in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (isinstance(err, KafkaError) and err.retriable()) or i == attempts - 1:
+                raise
+            time.sleep(0.01 * (i + 1))
+
+
+class IngressLoop:
+    """The consume -> answer -> produce -> commit loop on its own thread."""
+
+    def __init__(self, cfg: IngressConfig, snapshot: Callable[[], Snapshot]) -> None:
+        self.cfg = cfg
+        self._snapshot = snapshot
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+        self.consumed = 0
+        self.batches = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="serving-ingress", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.error is None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "error": self.error,
+            "consumed": self.consumed,
+            "batches": self.batches,
+            "group_id": self.cfg.group_id,
+            "transactional_id": self.cfg.transactional_id,
+            "delivery": self.cfg.delivery,
+        }
+
+    def _clients(self) -> tuple[Consumer, Producer]:
+        base = {"bootstrap.servers": self.cfg.bootstrap_servers, **self.cfg.client}
+        consumer = Consumer(
+            {
+                **base,
+                "group.id": self.cfg.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "session.timeout.ms": self.cfg.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.cfg.session_timeout_ms // 4),
+                "statistics.interval.ms": self.cfg.stats_interval_ms,
+                "stats_cb": _record_lag,
+            }
+        )
+        extra: dict[str, Any] = {"enable.idempotence": True, "linger.ms": 1}
+        if self.cfg.delivery == "exactly_once":
+            extra.update(
+                {
+                    "transactional.id": self.cfg.transactional_id,
+                    "transaction.timeout.ms": self.cfg.transaction_timeout_ms,
+                    # Back-to-back transactions meet CONCURRENT_TRANSACTIONS while the previous
+                    # commit's markers are written: retry after 2 ms, not librdkafka's 100 ms.
+                    "retry.backoff.ms": 2,
+                    "retry.backoff.max.ms": 10,
+                }
+            )
+        producer = Producer({**base, **extra})
+        if self.cfg.delivery == "exactly_once":
+            producer.init_transactions(self.cfg.call_timeout_s)
+        return consumer, producer
+
+    def _run(self) -> None:
+        try:
+            consumer, producer = self._clients()
+        except KafkaException as exc:
+            self.error = f"cannot start the Kafka clients: {exc}"
+            log.error(self.error)
+            return
+        committer = Committer(self.cfg, producer, consumer)
+
+        def revoked(c: Consumer, partitions: list[TopicPartition]) -> None:
+            committer.wait()  # commit (or abort) before the partitions go to another member
+
+        consumer.subscribe([self.cfg.requests_topic], on_revoke=revoked, on_lost=revoked)
+        try:
+            self._loop(consumer, producer, committer)
+        except (Fatal, KafkaException) as exc:
+            self.error = f"ingress stopped: {exc}"
+            log.error(self.error)
+        finally:
+            committer.wait()
+            committer.close()
+            consumer.close()
+            producer.flush(5.0)
+
+    def _loop(self, consumer: Consumer, producer: Producer, committer: Committer) -> None:
+        eos = self.cfg.delivery == "exactly_once"
+        topic = self.cfg.results_topic
+        while not self._stop.is_set():
+            msgs = consumer.consume(self.cfg.max_batch, self.cfg.batch_wait_s)
+            if not msgs:
+                self._rewind(consumer, committer.wait(), None)
+                continue
+            started = time.perf_counter()
+            good = [m for m in msgs if m.error() is None]
+            for m in msgs:
+                err = m.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    if err.fatal():
+                        raise Fatal(str(err))
+                    log.warning("consume error: %s", err)
+            if not good:
+                continue
+            outcome = answer_messages(
+                self._snapshot(), [(m.key(), m.value()) for m in good], started
+            )
+            batch = _offsets(good)
+            failed = committer.wait()
+            if failed is not None:
+                self._rewind(consumer, failed, batch)
+                continue
+            if eos:
+                producer.begin_transaction()
+            for key, ans in zip(outcome.keys, outcome.answers, strict=True):
+                _produce(producer, topic, key or str(ans.get("request_id") or "").encode(), ans)
+            committer.submit(batch)
+            self.consumed += len(good)
+            self.batches += 1
+
+    def _rewind(self, consumer: Consumer, failed: Batch | None, current: Batch | None) -> None:
+        if failed is None:
+            return
+        firsts = dict(failed.firsts)
+        for tp, off in (current.firsts if current else {}).items():
+            firsts[tp] = min(firsts.get(tp, off), off)
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for (t, p), off in firsts.items():
+            if (t, p) in assigned:
+                consumer.seek(TopicPartition(t, p, off))
+
+
+def _produce(producer: Producer, topic: str, key: bytes, answer: dict[str, Any]) -> None:
+    value = dumps(answer)
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:
+            producer.poll(0.005)
+
+
+def _record_lag(stats_json: str) -> None:
+    try:
+        stats = orjson.loads(stats_json)
+        for topic, t in stats.get("topics", {}).items():
+            for part, p in t.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if part != "-1" and lag >= 0:
+                    metrics.LAG.labels(topic, part).set(lag)
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass
