@@ -60,13 +60,14 @@ def plain(
     if eos:
         producer.init_transactions(30)
     consumer.subscribe([topic])
-    done, first, batches = 0, None, 0
+    done, first, batches, cpu0 = 0, None, 0, 0.0
     while done < n:
         msgs = [m for m in consumer.consume(batch, 0.005) if m.error() is None]
         if not msgs:
             continue
         started = time.perf_counter()
-        first = first or started
+        if first is None:
+            first, cpu0 = started, time.process_time()
         reqs = [orjson.loads(m.value()) for m in msgs]
         x = torch.tensor([r["features"] for r in reqs], dtype=torch.float32)
         with torch.inference_mode():
@@ -98,8 +99,9 @@ def plain(
         done += len(msgs)
         batches += 1
     elapsed = time.perf_counter() - (first or time.perf_counter())
+    cpu = time.process_time() - cpu0  # every thread of the process, librdkafka's included
     consumer.close()
-    print(json.dumps({"rows": done, "batches": batches, "elapsed_s": elapsed}))
+    print(json.dumps({"rows": done, "batches": batches, "elapsed_s": elapsed, "cpu_s": cpu}))
 
 
 def torch_limit(n: int, batch: int, art: str) -> None:
@@ -115,9 +117,31 @@ def torch_limit(n: int, batch: int, art: str) -> None:
     print(json.dumps({"rows": n, "elapsed_s": elapsed, "rate": n / elapsed}))
 
 
+def ingress(servers: str, topic: str, results: str, n: int, batch: int, spec_json: str) -> None:
+    """``serving``'s own IngressLoop and ModelHost in a plain process (the batch-size sweep)."""
+    from serving.host import ModelHost
+    from serving.kafka_ingress import IngressConfig, IngressLoop
+
+    torch.set_num_threads(1)
+    host = ModelHost()
+    host.apply({"models": {"digits": {"production": json.loads(spec_json)}}})
+    group = f"sweep-{time.time_ns()}"
+    cfg = IngressConfig(servers, topic, results, group, group, max_batch=batch)
+    loop = IngressLoop(cfg, lambda: host.snapshot)
+    cpu0 = time.process_time()
+    loop.start()
+    while loop.consumed < n and loop.error is None:
+        time.sleep(0.005)
+    cpu = time.process_time() - cpu0
+    loop.stop()
+    print(json.dumps({"rows": loop.consumed, "batches": loop.batches, "cpu_s": cpu}))
+
+
 if __name__ == "__main__":
     kind, args = sys.argv[1], sys.argv[2:]
     if kind == "plain":
         plain(args[0], args[1], args[2], args[3], int(args[4]), int(args[5]), args[6], args[7])
+    elif kind == "ingress":
+        ingress(args[0], args[1], args[2], int(args[3]), int(args[4]), args[5])
     else:
         torch_limit(int(args[0]), int(args[1]), args[2])

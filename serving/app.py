@@ -29,9 +29,10 @@ from ray import serve
 from ray.serve import Application
 
 from serving import metrics
-from serving.batching import answer_objects
+from serving.batching import answer_messages, answer_objects
 from serving.host import ModelHost
 from serving.kafka_ingress import IngressConfig, IngressLoop
+from serving.protocol import dumps
 
 log = logging.getLogger("serving.app")
 DEPLOYMENT = "ModelServer"
@@ -65,8 +66,6 @@ def _report_sink(settings: ServerSettings) -> Any:
     if not settings.report_topic:
         return None
     from confluent_kafka import Producer
-
-    from serving.protocol import dumps
 
     servers = settings.report_bootstrap_servers or (settings.ingress or {}).get("bootstrap_servers")
     producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True})
@@ -147,6 +146,17 @@ class ModelServer:
     async def predict_block(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Many requests in one call (the cheap way through a handle: ~5 ms of Serve per call)."""
         return answer_objects(self.host.snapshot, requests, time.perf_counter(), "block").answers
+
+    async def predict_messages(
+        self, messages: list[tuple[bytes | None, bytes | None]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Raw Kafka ``(key, value)`` requests in, ``(key, result JSON)`` out: what a bridge
+        process would send (``bench/serving_throughput.py`` measures that design with it)."""
+        out = answer_messages(self.host.snapshot, messages, time.perf_counter())
+        return [
+            (key or str(a.get("request_id") or "").encode(), dumps(a))
+            for key, a in zip(out.keys, out.answers, strict=True)
+        ]
 
     def status(self) -> dict[str, Any]:
         snap = self.host.snapshot

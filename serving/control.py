@@ -62,6 +62,12 @@ def start_ray(options: RayOptions | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     import ray
     from ray import serve
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    # Ray reads RAY_AUTH_MODE into a cached config at import: when Ray was imported before the
+    # variables above were set, this process would talk to a token-mode GCS without the token.
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
     if ray.__version__ != TESTED_RAY and os.environ.get("VERITAS_SERVING_ANY_RAY") != "1":
         raise RuntimeError(

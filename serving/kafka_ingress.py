@@ -56,6 +56,7 @@ class IngressConfig:
     delivery: Delivery = "exactly_once"
     max_batch: int = 500
     batch_wait_s: float = 0.005
+    max_txn_rows: int = 5000  # answered rows that may wait for the previous commit
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 6_000
     stats_interval_ms: int = 5_000
@@ -110,6 +111,9 @@ class Committer:
     def submit(self, batch: Batch) -> None:
         group = self.consumer.consumer_group_metadata()
         self._pending = (self._pool.submit(self._commit, batch, group), batch)
+
+    def busy(self) -> bool:
+        return self._pending is not None and not self._pending[0].done()
 
     def wait(self) -> Batch | None:
         """Block until the last commit is done; the batch when it was aborted, else None."""
@@ -170,6 +174,7 @@ class IngressLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        self._pending = Pending()
         self.consumed = 0
         self.batches = 0
 
@@ -239,7 +244,10 @@ class IngressLoop:
         committer = Committer(self.cfg, producer, consumer)
 
         def revoked(c: Consumer, partitions: list[TopicPartition]) -> None:
-            committer.wait()  # commit (or abort) before the partitions go to another member
+            # Commit (or abort) before the partitions go to another member, and drop answers not
+            # yet produced: the partitions' next owner reads them again from the committed offsets.
+            committer.wait()
+            self._pending = Pending()
 
         consumer.subscribe([self.cfg.requests_topic], on_revoke=revoked, on_lost=revoked)
         try:
@@ -254,14 +262,8 @@ class IngressLoop:
             producer.flush(5.0)
 
     def _loop(self, consumer: Consumer, producer: Producer, committer: Committer) -> None:
-        eos = self.cfg.delivery == "exactly_once"
-        topic = self.cfg.results_topic
         while not self._stop.is_set():
             msgs = consumer.consume(self.cfg.max_batch, self.cfg.batch_wait_s)
-            if not msgs:
-                self._rewind(consumer, committer.wait(), None)
-                continue
-            started = time.perf_counter()
             good = [m for m in msgs if m.error() is None]
             for m in msgs:
                 err = m.error()
@@ -269,23 +271,40 @@ class IngressLoop:
                     if err.fatal():
                         raise Fatal(str(err))
                     log.warning("consume error: %s", err)
-            if not good:
+            if good:
+                started = time.perf_counter()
+                outcome = answer_messages(
+                    self._snapshot(), [(m.key(), m.value()) for m in good], started
+                )
+                self._pending.add(_offsets(good), outcome.keys, outcome.answers)
+                self.batches += 1
+            # Group commit: while the previous transaction is still committing, answered batches
+            # wait here (up to max_txn_rows) and go out together in the next one.
+            pending = self._pending
+            if not pending.rows:
+                if not committer.busy():
+                    self._rewind(consumer, committer.wait(), None)
                 continue
-            outcome = answer_messages(
-                self._snapshot(), [(m.key(), m.value()) for m in good], started
-            )
-            batch = _offsets(good)
+            if committer.busy() and good and pending.rows < self.cfg.max_txn_rows:
+                continue
             failed = committer.wait()
             if failed is not None:
-                self._rewind(consumer, failed, batch)
+                self._rewind(consumer, failed, pending.batch)
+                self._pending = Pending()
                 continue
-            if eos:
-                producer.begin_transaction()
-            for key, ans in zip(outcome.keys, outcome.answers, strict=True):
-                _produce(producer, topic, key or str(ans.get("request_id") or "").encode(), ans)
-            committer.submit(batch)
-            self.consumed += len(good)
-            self.batches += 1
+            self._ship(producer, committer, pending)
+            self._pending = Pending()
+
+    def _ship(self, producer: Producer, committer: Committer, pending: Pending) -> None:
+        if self.cfg.delivery == "exactly_once":
+            producer.begin_transaction()
+        topic = self.cfg.results_topic
+        for key, ans in zip(pending.keys, pending.answers, strict=True):
+            _produce(producer, topic, key or str(ans.get("request_id") or "").encode(), ans)
+        producer.poll(0)
+        metrics.TXN_ROWS.observe(pending.rows)
+        committer.submit(pending.batch)
+        self.consumed += pending.rows
 
     def _rewind(self, consumer: Consumer, failed: Batch | None, current: Batch | None) -> None:
         if failed is None:
@@ -297,6 +316,28 @@ class IngressLoop:
         for (t, p), off in firsts.items():
             if (t, p) in assigned:
                 consumer.seek(TopicPartition(t, p, off))
+
+
+class Pending:
+    """Answered batches not yet produced: their results and merged offsets."""
+
+    def __init__(self) -> None:
+        self.batch = Batch({}, {}, 0)
+        self.keys: list[bytes | None] = []
+        self.answers: list[dict[str, Any]] = []
+
+    @property
+    def rows(self) -> int:
+        return self.batch.rows
+
+    def add(self, batch: Batch, keys: list[bytes | None], answers: list[dict[str, Any]]) -> None:
+        for tp, off in batch.offsets.items():
+            self.batch.offsets[tp] = max(self.batch.offsets.get(tp, off), off)
+        for tp, off in batch.firsts.items():
+            self.batch.firsts[tp] = min(self.batch.firsts.get(tp, off), off)
+        self.batch.rows += batch.rows
+        self.keys += keys
+        self.answers += answers
 
 
 def _produce(producer: Producer, topic: str, key: bytes, answer: dict[str, Any]) -> None:

@@ -91,6 +91,12 @@ COMMIT_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+TXN_ROWS = Histogram(
+    "veritas_serving_transaction_rows",
+    "Results per Kafka transaction (group commit: batches answered during the previous commit)",
+    buckets=(*ROW_BUCKETS, 8192, 16384),
+    registry=REGISTRY,
+)
 ABORTS = Counter(
     "veritas_serving_aborts_total",
     "Batches whose transaction aborted (their requests are read again)",
