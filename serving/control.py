@@ -40,7 +40,8 @@ class RayOptions:
     temp_dir: str = "/tmp/ray-veritas"  # short: Ray's socket paths must fit in 107 bytes
     token_path: str = "var/ray/auth_token"
     node_ip_address: str = "127.0.0.1"
-    address: str | None = None  # an existing cluster; None: start a local one
+    # An existing cluster (its token: RAY_AUTH_TOKEN, or the file at token_path); None: start one.
+    address: str | None = None
 
 
 def _token(path: Path) -> Path:
@@ -56,24 +57,26 @@ def _token(path: Path) -> Path:
 def start_ray(options: RayOptions | None = None) -> dict[str, Any]:
     """Start (or join) Ray with token auth and bounded resources, then Serve without a proxy."""
     opts = options or RayOptions()
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(_token(Path(opts.token_path)))
     started = time.perf_counter()
     import ray
     from ray import serve
     from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
-
-    # Ray reads RAY_AUTH_MODE into a cached config at import: when Ray was imported before the
-    # variables above were set, this process would talk to a token-mode GCS without the token.
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
 
     if ray.__version__ != TESTED_RAY and os.environ.get("VERITAS_SERVING_ANY_RAY") != "1":
         raise RuntimeError(
             f"serving uses Serve's private deploy_apps path, tested on Ray {TESTED_RAY}; "
             f"this is Ray {ray.__version__} (VERITAS_SERVING_ANY_RAY=1 to try anyway)"
         )
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if opts.address is None:  # a new local cluster: its token is ours (made when absent)
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(_token(Path(opts.token_path)))
+    elif "RAY_AUTH_TOKEN" not in os.environ and Path(opts.token_path).exists():
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(Path(opts.token_path).resolve())
+    # Ray reads RAY_AUTH_MODE into a cached config at import: refresh it, or this process (Ray
+    # imported before the variables were set) would talk to a token-mode GCS without the token.
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
     if opts.address is not None:
         ray.init(address=opts.address, log_to_driver=False)
     else:

@@ -6,23 +6,29 @@ path scales by partitions, and each loop:
 
 1. takes up to ``max_batch`` requests off the topic, waiting at most ``batch_wait_s`` for them;
 2. answers them against the snapshot of what is served, read once (``serving.batching``);
-3. waits for the previous batch's commit, then produces the results (input order, key =
-   request id);
-4. hands the consumed offsets to a helper thread, which commits them, and goes back to 1, so a
-   batch's commit overlaps the next batch's consume and forward pass.
+3. while the previous transaction is still committing, goes back to 1 and keeps the answers
+   (group commit, up to ``max_txn_rows``); otherwise produces every kept result (input order,
+   key = request id) and hands the consumed offsets to a helper thread, which commits them.
+
+So the commit of one transaction overlaps the consume and forward pass of the next batches, and
+a transaction grows with the load: its fixed cost (4-5 broker round trips, 14-17 ms on this
+loaded 2-core machine) is paid per transaction, not per ``max_batch`` rows.
 
 Delivery (``delivery``):
 
-* ``exactly_once`` (default): each batch is one Kafka transaction holding its results and its
+* ``exactly_once`` (default): each transaction holds its batches' results and their
   consumed offsets (``send_offsets_to_transaction`` with the group's metadata, KIP-447). A
   replica killed mid-batch leaves an open transaction that is aborted (by the successor's
   ``init_transactions`` on the same ``transactional_id``, or by the broker after
   ``transaction_timeout_ms``); its requests are read again from the committed offsets. A
   ``read_committed`` reader of the results sees exactly one result per request. An abortable
-  error aborts the batch and rewinds to its first offsets; a fatal one (fenced) ends the loop,
+  error aborts the transaction and rewinds to its first offsets; a fatal one (fenced) ends the loop,
   ``healthy`` turns false and Serve replaces the replica.
 * ``at_least_once``: results are flushed, then the offsets committed. A kill repeats the results
   of at most the batches in flight; a repeat has the same ``request_id`` (readers keep the first).
+
+On a rebalance the revoked partitions' commit is awaited and answers not yet produced are
+dropped: the partitions' next owner reads those requests again from the committed offsets.
 """
 
 from __future__ import annotations
@@ -355,7 +361,10 @@ def _record_lag(stats_json: str) -> None:
         stats = orjson.loads(stats_json)
         for topic, t in stats.get("topics", {}).items():
             for part, p in t.get("partitions", {}).items():
-                lag = p.get("consumer_lag", -1)
+                # consumer_lag needs the committed offset, unknown to librdkafka when offsets go
+                # through transactions: the lag from the consumed position is what is reported.
+                lag = p.get("consumer_lag_stored", -1)
+                lag = lag if lag >= 0 else p.get("consumer_lag", -1)
                 if part != "-1" and lag >= 0:
                     metrics.LAG.labels(topic, part).set(lag)
     except (orjson.JSONDecodeError, AttributeError, TypeError):

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ml import signing
@@ -78,9 +79,7 @@ def holdout_rows(n: int, seed: int = 0) -> list[list[float]]:
 
 
 def request(i: int, row: list[float], model: str = "digits", prefix: str = "r") -> bytes:
-    return json.dumps(
-        {"request_id": f"{prefix}-{i:08d}", "model_name": model, "features": row}
-    ).encode()
+    return orjson.dumps({"request_id": f"{prefix}-{i:08d}", "model_name": model, "features": row})
 
 
 def wait_for(check: Any, timeout_s: float, interval_s: float = 0.2) -> Any:
@@ -94,7 +93,40 @@ def wait_for(check: Any, timeout_s: float, interval_s: float = 0.2) -> Any:
         time.sleep(interval_s)
 
 
+def _ingress(argv: list[str]) -> None:
+    """Run serving's IngressLoop until killed (the delivery tests kill it with SIGKILL)."""
+    from serving.host import ModelHost
+    from serving.kafka_ingress import IngressConfig, IngressLoop
+    from serving.runtime import set_threads
+
+    set_threads(1)
+    servers, req, res, group, tid, delivery, spec = argv
+    host = ModelHost(warm_rows=8)
+    host.apply({"models": {"digits": {"production": json.loads(spec)}}})
+    cfg = IngressConfig.from_dict(
+        {
+            "bootstrap_servers": servers,
+            "requests_topic": req,
+            "results_topic": res,
+            "group_id": group,
+            "transactional_id": tid,
+            "delivery": delivery,
+            "max_batch": 50,
+            "session_timeout_ms": 3000,
+        }
+    )
+    loop = IngressLoop(cfg, lambda: host.snapshot)
+    loop.start()
+    print("started", flush=True)
+    while loop.healthy:
+        time.sleep(0.1)
+    print(f"stopped: {loop.error}", flush=True)
+
+
 def _main(argv: list[str]) -> None:
+    if argv[0] == "ingress":
+        _ingress(argv[1:])
+        return
     from ml import datasets, prepare
     from ml.train import Hyperparameters, save_artifact, train
 

@@ -84,8 +84,9 @@ def serving(infra: Settings, arts: list[Path]) -> Iterator[dict[str, Any]]:
     from serving import control
 
     servers = infra.kafka_bootstrap_servers
-    topics = {"req": f"srv.req.{uuid.uuid4().hex[:6]}", "res": f"srv.res.{uuid.uuid4().hex[:6]}"}
-    s.create_topics(servers, {topics["req"]: 2, topics["res"]: 2})
+    tag = uuid.uuid4().hex[:6]
+    topics = {"req": f"srv.req.{tag}", "res": f"srv.res.{tag}", "reports": f"srv.reports.{tag}"}
+    s.create_topics(servers, {topics["req"]: 2, topics["res"]: 2, topics["reports"]: 1})
     try:
         facts = control.start_ray(control.RayOptions(temp_dir="/tmp/ray-vtest"))
     except Exception as exc:  # no Ray here: the rest of the suite still runs
@@ -97,7 +98,8 @@ def serving(infra: Settings, arts: list[Path]) -> Iterator[dict[str, Any]]:
         "group_id": f"srv-{uuid.uuid4().hex[:6]}",
         "max_batch": 200,
     }
-    app = control.Serving(control.settings_dict(ingress=ingress, warm_rows=64))
+    settings = control.settings_dict(ingress=ingress, warm_rows=64, report_topic=topics["reports"])
+    app = control.Serving(settings)
     specs = [s.signed_spec(a, KEY, v) for a, v in zip(arts, ("1.0.0", "1.1.0", "1.2.0"), strict=True)]  # fmt: skip
     app.deploy({"models": {"digits": {"production": specs[0]}}})
     try:
@@ -155,6 +157,17 @@ def test_predictions_equal_numpy_forward_and_bad_requests_get_errors(
         r = got[f"good-{i:08d}"]
         assert r["model_version"] == "1.0.0" and r["prediction"] == str(probs[i].argmax())
         assert abs(r["confidence"] - float(probs[i].max())) < 1e-5
+    text = ctx["app"].handle().metrics_text.remote().result().decode()
+    for needle in (
+        'veritas_serving_predictions_total{model="digits",slot="production",version="1.0.0"}',
+        'veritas_serving_errors_total{reason_code="invalid_json"}',
+        'veritas_serving_latency_seconds_bucket{le="0.05",model="digits",version="1.0.0"}',
+        'veritas_serving_batch_rows_count{path="kafka"}',
+        "veritas_serving_transaction_rows_count",
+        "veritas_serving_commit_seconds_count",
+    ):
+        assert needle in text, needle
+    s.wait_for(lambda: "veritas_serving_consumer_lag{" in ctx["app"].handle().metrics_text.remote().result().decode(), 30)  # fmt: skip
 
 
 def test_a_hot_swap_under_a_steady_stream_and_a_refused_swap(
@@ -189,6 +202,10 @@ def test_a_hot_swap_under_a_steady_stream_and_a_refused_swap(
     assert [(r["reason"], r["version"], r["still_serving"]) for r in refusals] == [
         ("bad_signature", "6.6.6", "1.1.0")
     ]
+    reader = s.Results(ctx["servers"], ctx["reports"])  # the same report, on the report topic
+    reader.poll(3.0)
+    reader.close()
+    assert any(r.get("kind") == "load_refused" and r["version"] == "6.6.6" for r in reader.records)
 
 
 def test_canary_routing_follows_the_request_id_hash(serving: dict[str, Any]) -> None:
