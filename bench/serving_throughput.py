@@ -216,6 +216,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--light-rate", type=float, default=1000.0, help="a second latency rate")
     ap.add_argument(
         "--sweep", default="50,200,500,2000", help="ingress max_batch values ('' skips)"
     )
@@ -271,6 +272,10 @@ def main() -> None:
         hop = latencies(HOP, HOP, half, args.latency_seconds, rows, "hop", committed=False)
         lat = latencies(REQ_SERVE, "res.serve", half, args.latency_seconds, rows, "lat", committed=True)  # fmt: skip
         print(f"latency at {half:,.0f}/s: serve {lat}, hop {hop}", flush=True)
+        light = args.light_rate
+        hop_l = latencies(HOP, HOP, light, args.latency_seconds, rows, "hopl", committed=False)
+        lat_l = latencies(REQ_SERVE, "res.serve", light, args.latency_seconds, rows, "latl", committed=True)  # fmt: skip
+        print(f"latency at {light:,.0f}/s: serve {lat_l}, hop {hop_l}", flush=True)
         time.sleep(5)
         rss, pss, nprocs = ray_memory()
         status = next(iter(serving.replicas().values()))
@@ -286,6 +291,7 @@ def main() -> None:
         ["the same rate, against in-process torch on tensors", round(serve_rate), f"torch {limit:,.0f}/s", round(serve_rate / limit, 3), "reported"],
         ["transaction per batch: plain exactly-once vs at-least-once", round(plain_a[0]), f"at-least-once {plain_alo[0]:,.0f}/s", round(plain_a[0] / plain_alo[0], 2), "reported"],
         [f"request->result p50 / p99 ms at {half:,.0f}/s", f"{lat[0]:.1f} / {lat[1]:.1f}", f"raw hop {hop[0]:.1f} / {hop[1]:.1f}", f"{lat[0] / hop[0]:.1f} / {lat[1] / hop[1]:.1f}", "reported"],
+        [f"request->result p50 / p99 ms at {light:,.0f}/s", f"{lat_l[0]:.1f} / {lat_l[1]:.1f}", f"raw hop {hop_l[0]:.1f} / {hop_l[1]:.1f}", f"{lat_l[0] / hop_l[0]:.1f} / {lat_l[1] / hop_l[1]:.1f}", "reported"],
         [f"idle RSS of Ray + 1 torch replica ({nprocs} processes)", f"{rss:,.0f} MiB (PSS {pss:,.0f})", "3.5 GiB - 0.85 GiB core = 2,714 MiB", round(rss / 2714, 2), "<= 1.0"],
     ]  # fmt: skip
     headers = ["measure", "value", "baseline (same run)", "ratio", "target"]

@@ -182,7 +182,9 @@ def test_a_hot_swap_under_a_steady_stream_and_a_refused_swap(
     forged["signature"] = s.signed_spec(tampered, signing.generate_private_key(), "6.6.6")["signature"]  # fmt: skip
     with Stream(ctx["servers"], ctx["req"], 400, s.holdout_rows(500)) as stream:
         time.sleep(4)
+        t0 = time.monotonic()
         app.set_serving(_serve_config(ctx, 1))  # 1.0.0 -> 1.1.0 in place
+        print(f"swap applied in {time.monotonic() - t0:.2f} s")
         time.sleep(3)
         before = app.handle().reports.remote().result()[-1]["seq"]
         refused = {"models": {"digits": {"production": forged}}}
@@ -228,11 +230,18 @@ def test_a_replica_killed_mid_stream_loses_and_repeats_nothing(serving: dict[str
     old = next(iter(app.replicas().values()))
     with Stream(ctx["servers"], ctx["req"], 300, s.holdout_rows(500)) as stream:
         time.sleep(3)
+        killed = time.monotonic()
         os.kill(old["pid"], signal.SIGKILL)
         s.wait_for(lambda: _new_replica(app, old["replica"]), 120, 1.0)
+        back = time.monotonic() - killed
         time.sleep(3)
     ids = stream.ids()
     got = _exactly_one(_results(ctx, ids, timeout_s=180), ids)
+    print(f"replica back {back:.1f} s after SIGKILL; {len(ids)} requests, each one result")
+    new_status = next(iter(app.replicas().values()))
+    print(
+        f"rank {old['rank']} -> {new_status['rank']}, {new_status['ingress']['transactional_id']}"
+    )
     assert all(r["model_version"] == "1.0.0" for r in got.values())
     new = next(iter(app.replicas().values()))
     assert new["pid"] != old["pid"] and app.replica_states() == {"RUNNING": 1}
