@@ -109,8 +109,13 @@ class ModelServer:
         batched: Any = self._batched  # @serve.batch's wrapper carries the setters
         batched.set_max_batch_size(int(batch.get("max_size", DEFAULT_MAX_BATCH)))
         batched.set_batch_wait_timeout_s(float(batch.get("wait_s", DEFAULT_BATCH_WAIT_S)))
-        if rank is not None and self.rank is None:
-            self.rank = int(getattr(rank, "rank", 0))
+        new_rank = int(rank.rank) if rank is not None and hasattr(rank, "rank") else self.rank
+        if new_rank != self.rank and self.ingress is not None:
+            # Ranks are compacted after a surge: the transactional id follows the rank, so that a
+            # later replica given this replica's old rank cannot fence this one.
+            await asyncio.to_thread(self.ingress.stop)
+            self.ingress = None
+        self.rank = new_rank
         reports = await asyncio.to_thread(self.host.apply, config)
         for r in reports:
             if r["kind"] != "serving":
@@ -130,7 +135,8 @@ class ModelServer:
             # A restarted replica takes its predecessor's rank, so the same transactional id:
             # init_transactions then aborts the dead one's open transaction at once.
             prefix = raw.get("transactional_id") or raw.get("group_id") or "veritas-serving"
-            raw["transactional_id"] = f"{prefix}-{rank}"
+            suffix = str(self.rank) if self.rank is not None else self.replica
+            raw["transactional_id"] = f"{prefix}-{suffix}"
             self.ingress = IngressLoop(IngressConfig.from_dict(raw), lambda: self.host.snapshot)
             self.ingress.start()
 
