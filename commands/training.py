@@ -79,6 +79,8 @@ class StartTraining(TrainingCommand):
     gates: Gates = Gates()
     trigger: FreeDict | None = None  # e.g. {drift_event_id, report} for drift-started retraining
     declared_major: bool = False
+    # Per-step deadlines for this run (seconds); the others come from settings.
+    deadlines_s: dict[Step, Annotated[float, Field(ge=1.0, le=86400.0, allow_inf_nan=False)]] = {}
     faults: Faults | None = None
 
 

@@ -37,13 +37,14 @@ def start_training(cmd: StartTraining, *, deps: Deps) -> None:
         raise InvariantViolation(
             "fault injection is off (settings.training_fault_injection)", "faults_disabled"
         )
-    fields = cmd.model_dump(mode="json")
+    fields = cmd.model_dump(mode="json", exclude={"deadlines_s"})
+    deadlines: dict[str, float] = {**deps.training.step_deadline_s, **cmd.deadlines_s}
     deps.uow.get(TrainingRun, run_id_for(deps.meta.causation_id)).start(
         {
             **fields,
             "steps": list(RUN_STEPS),
             "max_attempts": deps.training.max_attempts,
-            "step_deadline_s": dict(deps.training.step_deadline_s),
+            "step_deadline_s": deadlines,
         },
         deps.meta,
     )

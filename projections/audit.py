@@ -193,12 +193,13 @@ def verify_read_model(c: Container) -> Verification:
 
 
 def model_timeline(conn: Connection, model_name: str) -> list[dict[str, Any]]:
-    """Every event of the model, its versions and its submissions, oldest first."""
+    """Every event of the model, its versions, its submissions and its training runs, oldest first."""
     rows = conn.execute(
         "SELECT envelope FROM rm_audit_log WHERE aggregate_id IN ("
         "  SELECT aggregate_id FROM rm_models WHERE name = %(n)s"
         "  UNION SELECT aggregate_id FROM rm_model_versions WHERE model_name = %(n)s"
-        "  UNION SELECT submission_id FROM rm_submissions WHERE model_name = %(n)s)"
+        "  UNION SELECT submission_id FROM rm_submissions WHERE model_name = %(n)s"
+        "  UNION SELECT run_id FROM rm_training_runs WHERE model_name = %(n)s)"
         " ORDER BY store_seq, occurred_at, aggregate_id, version",
         {"n": model_name},
     ).fetchall()

@@ -78,6 +78,21 @@ async def get_card(name: str, version: str, pool: Pool, c: Wiring, _: Principal 
 
 
 @router.get(
+    "/models/{name}/versions/{version}/manifest",
+    tags=["registry"],
+    response_class=Response,
+    responses={**NOT_FOUND, 200: {"content": {"application/json": {}}}},
+)
+async def get_manifest(
+    name: str, version: str, pool: Pool, c: Wiring, _: Principal = read
+) -> Response:
+    """The manifest the signature covers with the artifact's digest (input schema, classes,
+    preprocessing, hyperparameters), byte for byte as stored."""
+    body, _sha = await _stored(pool, c, name, version, "manifest_sha256")
+    return Response(body, media_type="application/json")
+
+
+@router.get(
     "/models/{name}/versions/{version}/artifact",
     tags=["registry"],
     response_class=Response,
