@@ -38,7 +38,8 @@ def start_training(cmd: StartTraining, *, deps: Deps) -> None:
             "fault injection is off (settings.training_fault_injection)", "faults_disabled"
         )
     fields = cmd.model_dump(mode="json", exclude={"deadlines_s"})
-    deadlines: dict[str, float] = {**deps.training.step_deadline_s, **cmd.deadlines_s}
+    deadlines = dict(deps.training.step_deadline_s)
+    deadlines.update({str(step): s for step, s in cmd.deadlines_s.items()})
     deps.uow.get(TrainingRun, run_id_for(deps.meta.causation_id)).start(
         {
             **fields,
