@@ -24,6 +24,8 @@ TEST_ENV = {
     "VERITAS_KAFKA_HEAP": "768m",
     # Short enough for the stall test to wait seconds, not the default half minute.
     "VERITAS_HEALTH_STALL_AFTER_S": "6",
+    # The training saga's tests inject failures (StartTraining.faults); off by default.
+    "VERITAS_TRAINING_FAULT_INJECTION": "true",
 }
 
 

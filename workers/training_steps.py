@@ -101,6 +101,16 @@ class StepWorker:
         if self.store.find_results([result_id]):
             return  # reported before a crash: nothing to run again
         outcome = self._run(env["command_id"], cmd)
+        if datetime.now(UTC) > datetime.fromisoformat(cmd["deadline_at"]):
+            # Past its deadline the attempt belongs to the orchestrator's timer (a timeout, then
+            # a retry): a late result would race it.
+            log.warning(
+                "%s %s attempt %d finished after its deadline: not reported",
+                cmd["kind"],
+                cmd["step"],
+                cmd["attempt"],
+            )
+            return
         fields = {k: cmd[k] for k in ("step", "attempt", "kind")}
         self.send(
             "RecordStepResult",
