@@ -50,7 +50,8 @@ def test_digits_trains_to_a_signed_version_with_lineage_and_semver_by_rule(
     assert first["version"] == "1.0.0" and first["current_step"] is None
     v1 = client.get(f"/models/{name}/versions/1.0.0").json()
     assert v1["metrics"]["accuracy"] >= 0.95
-    assert {g["gate"]: g["passed"] for g in first["gate_results"]}["accuracy"] is True
+    gates = {g["gate"]: g["passed"] for g in first["gate_results"]}
+    assert gates["accuracy_min"] and gates["security_scan"] and gates["data_drift"]
     lineage = v1["lineage"]
     assert (
         lineage["parent_version"] is None
@@ -148,7 +149,7 @@ def test_a_failed_gate_compensates_training_then_preparation(stack: Settings) ->
     )
     assert (run["status"], run["failed_step"]) == ("failed", "model_validation")
     assert "quality gate failed" in run["error"] and "accuracy" in run["error"]
-    assert any(g["gate"] == "accuracy" and not g["passed"] for g in run["gate_results"])
+    assert any(g["gate"] == "accuracy_min" and not g["passed"] for g in run["gate_results"])
     assert _failed(stack, run) == ["model_training", "data_preparation"]
     events = t.stream(stack, run["run_id"])
     trained = next(
