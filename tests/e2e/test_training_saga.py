@@ -259,3 +259,50 @@ def test_fault_injection_and_bad_requests_get_clear_reasons(stack: Settings) -> 
     )
     # Only the saga's service principal reports steps.
     assert forged.status_code == 403 and forged.json()["reason_code"] == "forbidden"
+
+
+def _kill_when(stack: Settings, client: Any, run_id: str, victim: str, step: str) -> None:
+    from veritas import services
+
+    deadline = time.monotonic() + 300
+    while (client.get(f"/training/runs/{run_id}").json().get("current_step") or "") != step:
+        assert time.monotonic() < deadline, f"{step} never started"
+        time.sleep(0.1)
+    if step == "model_training":  # mid-epoch, not before the child has started
+        while not client.get(f"/training/runs/{run_id}").json().get("progress"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert services.kill_service(stack, victim) is not None  # the supervisor restarts it
+
+
+@pytest.mark.parametrize(
+    ("victim", "step"),
+    [("training-steps", "model_training"), ("training-orchestrator", "model_validation")],
+)
+def test_a_worker_killed_mid_saga_leaves_one_artifact_one_version_one_submission(
+    stack: Settings, victim: str, step: str
+) -> None:
+    client = t.api(stack)
+    name = t.model(client, f"kill-{victim[9:13]}")
+    run_id = t.start(client, name, hyperparameters={"epochs": 25})
+    _kill_when(stack, client, run_id, victim, step)
+    run = t.wait_run(client, run_id)
+    assert run["status"] == "completed", run["error"]
+    events = t.stream(stack, run_id)
+    kinds = t.types(events)
+    # Each step ran once (as seen by the saga), no retry, no compensation, every epoch once.
+    assert kinds.count("StepDispatched") == kinds.count("StepSucceeded") == 4
+    assert "StepFailed" not in kinds and "CompensationStarted" not in kinds
+    assert [e.payload["epoch"] for e in events if e.type == "TrainingProgressed"] == list(
+        range(1, 26)
+    )
+    versions = client.get(f"/models/{name}").json()["versions"]
+    assert [v["version"] for v in versions] == ["1.0.0"]
+    subs = client.get("/governance/submissions", params={"model_name": name}).json()["items"]
+    assert len(subs) == 1
+    trained = next(
+        e for e in events if e.type == "StepSucceeded" and e.payload["step"] == "model_training"
+    )
+    assert versions[0]["version"] == run["version"]
+    sha = trained.payload["result"]["artifact_sha256"]
+    assert client.get(f"/models/{name}/versions/1.0.0").json()["artifact"]["sha256"] == sha
