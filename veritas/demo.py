@@ -16,6 +16,7 @@ from config.settings import Settings
 from domain.registry import model_id
 from infra.auth import issue_token
 from projections.replay import replay
+from veritas import demo_training
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
 
@@ -198,6 +199,8 @@ def run(s: Settings) -> int:
         f"switched={report.switched}"
     )
     ok &= report.switched and report.digests_match and report.chain_break is None
+
+    ok &= demo_training.run(api, _post, tok)
     print("\ndemo " + ("succeeded" if ok else "FAILED"))
     c.close()
     return 0 if ok else 1
