@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     }
     # StartTraining may carry `faults` (injected failures, no-op steps): tests and benchmarks only.
     training_fault_injection: bool = False
+    # A step command waits this long for its dispatch to be in the event store before it runs.
+    training_dispatch_wait_s: float = Field(30.0, gt=0)
 
     # Input limits (decoding). What the command handler accepts, every reader must keep: the
     # message size is also the API's 413; the depth stays

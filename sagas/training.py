@@ -23,7 +23,6 @@ from events.base import DomainEvent
 from events.training import (
     CancellationRequested,
     CompensationStarted,
-    StepDispatched,
     StepFailed,
     StepSucceeded,
     StepTimedOut,
@@ -123,21 +122,19 @@ def inputs_for(run: TrainingRun, step: str, kind: str) -> dict[str, Any]:
     }
 
 
-def _dispatch(run: TrainingRun, step: str, attempt: int, kind: str) -> Send:
-    return _send(
-        run,
-        "DispatchStep",
-        step=step,
-        attempt=attempt,
-        kind=kind,
-        inputs=inputs_for(run, step, kind),
-    )
+def _dispatch(run: TrainingRun, step: str, attempt: int, kind: str) -> list[Outgoing]:
+    """Record the attempt, and send its step command at the same time: the two travel side by
+    side, and the worker starts only once the dispatch is in the event store (the attempt and
+    its deadline are facts before any work), so a step costs one command's trip, not two."""
+    inputs = inputs_for(run, step, kind)
+    dispatch = _send(run, "DispatchStep", step=step, attempt=attempt, kind=kind, inputs=inputs)
+    return [dispatch, step_message(run, step, attempt, kind, inputs)]
 
 
 def _after_compensation_step(run: TrainingRun) -> list[Outgoing]:
     nxt = run.next_compensation()
     if nxt is not None:
-        return [_dispatch(run, nxt, run.attempts.get((nxt, "compensate"), 0) + 1, "compensate")]
+        return _dispatch(run, nxt, run.attempts.get((nxt, "compensate"), 0) + 1, "compensate")
     cancelled = run.cause is not None and run.cause.cause == "cancelled"
     return [_send(run, "FinishTraining", outcome="cancelled" if cancelled else "failed")]
 
@@ -184,33 +181,31 @@ def _after_success(run: TrainingRun, event: StepSucceeded) -> list[Outgoing]:
     nxt = run.next_step()
     if nxt is None:
         return [_send(run, "FinishTraining", outcome="completed")]
-    return [_dispatch(run, nxt, run.attempts.get((nxt, "run"), 0) + 1, "run")]
+    return _dispatch(run, nxt, run.attempts.get((nxt, "run"), 0) + 1, "run")
 
 
-def step_message(run: TrainingRun, event: StepDispatched) -> StepMessage:
+def step_message(
+    run: TrainingRun, step: str, attempt: int, kind: str, inputs: dict[str, Any]
+) -> StepMessage:
     s = run.started
     assert s is not None
-    faults = (s.faults or {}).get("steps", {}).get(event.step, {})
+    faults = (s.faults or {}).get("steps", {}).get(step, {})
     payload = {
         "saga_id": str(run.id),
-        "step": event.step,
-        "attempt": event.attempt,
-        "kind": event.kind,
-        "deadline_at": event.deadline_at,
-        "inputs": event.inputs,
+        "step": step,
+        "attempt": attempt,
+        "kind": kind,
+        "inputs": inputs,
         "faults": {**faults, "noop": bool((s.faults or {}).get("noop"))},
     }
-    sid = f"step:{run.id}:{event.step}:{event.kind}:{event.attempt}"
-    return StepMessage(sid, payload, str(run.id))
+    return StepMessage(f"step:{run.id}:{step}:{kind}:{attempt}", payload, str(run.id))
 
 
 def policy(run: TrainingRun, event: DomainEvent) -> list[Outgoing]:
     """What to do now that `event` happened; `run` is the state with `event` applied."""
     match event:
         case TrainingStarted():
-            return [_dispatch(run, run.started.steps[0] if run.started else "", 1, "run")]
-        case StepDispatched():
-            return [step_message(run, event)]
+            return _dispatch(run, run.started.steps[0] if run.started else "", 1, "run")
         case StepSucceeded():
             return _after_success(run, event)
         case StepFailed() | StepTimedOut():
@@ -251,5 +246,5 @@ def on_timer(run: TrainingRun, key: str) -> list[Outgoing]:
         and run.retry is not None
         and (run.retry.step, run.retry.kind, run.retry.attempt) == (step, kind, n)
     ):
-        return [_dispatch(run, step, n, kind)]
+        return _dispatch(run, step, n, kind)
     return []

@@ -16,6 +16,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from confluent_kafka import Consumer, Message, Producer
 from prometheus_client import Counter, Histogram
@@ -100,6 +101,10 @@ class StepWorker:
         cmd, result_id = env["payload"], f"step-result-{env['command_id']}"
         if self.store.find_results([result_id]):
             return  # reported before a crash: nothing to run again
+        deadline_at = self._dispatched(cmd)
+        if deadline_at is None:
+            return
+        cmd["deadline_at"] = deadline_at
         outcome = self._run(env["command_id"], cmd)
         if datetime.now(UTC) > datetime.fromisoformat(cmd["deadline_at"]):
             # Past its deadline the attempt belongs to the orchestrator's timer (a timeout, then
@@ -118,6 +123,36 @@ class StepWorker:
             cmd["saga_id"],
             result_id,
         )
+
+    def _dispatched(self, cmd: dict[str, Any]) -> str | None:
+        """The attempt's deadline once its dispatch is in the event store (the step command and
+        the DispatchStep command travel side by side); None when the saga never dispatched it or
+        has already moved past it: then nothing runs."""
+        which = (cmd["step"], cmd["attempt"], cmd["kind"])
+        end = time.monotonic() + self.settings.training_dispatch_wait_s
+        while time.monotonic() < end:
+            deadline, done = None, False
+            for e in self.store.load(UUID(cmd["saga_id"])):
+                here = (e.payload.get("step"), e.payload.get("attempt"), e.payload.get("kind"))
+                if here != which:
+                    continue
+                if e.type == "StepDispatched":
+                    deadline = str(e.payload["deadline_at"])
+                elif e.type in ("StepSucceeded", "StepFailed", "StepTimedOut"):
+                    done = True
+            if done:
+                return None
+            if deadline is not None:
+                return deadline
+            time.sleep(0.02)
+        log.warning(
+            "%s %s attempt %d of %s was never dispatched: not run",
+            cmd["kind"],
+            cmd["step"],
+            cmd["attempt"],
+            cmd["saga_id"],
+        )
+        return None
 
     def _run(self, cid: str, cmd: dict[str, Any]) -> dict[str, Any]:
         left = (datetime.fromisoformat(cmd["deadline_at"]) - datetime.now(UTC)).total_seconds()

@@ -116,8 +116,10 @@ class Sim:
         self.h.now = max(self.h.now, first.at)  # time passes until the timer is due
         fired = False
         for i, out in enumerate(on_timer(run, first.key)):
-            assert isinstance(out, Send)
-            self.send(out, f"{rid}:{first.key}", i)
+            if isinstance(out, StepMessage):
+                self.answer(out)
+            else:
+                self.send(out, f"{rid}:{first.key}", i)
             fired = True
         return fired
 
