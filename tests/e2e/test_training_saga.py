@@ -306,3 +306,35 @@ def test_a_worker_killed_mid_saga_leaves_one_artifact_one_version_one_submission
     assert versions[0]["version"] == run["version"]
     sha = trained.payload["result"]["artifact_sha256"]
     assert client.get(f"/models/{name}/versions/1.0.0").json()["artifact"]["sha256"] == sha
+
+
+def test_training_metrics_count_runs_steps_retries_and_compensations(stack: Settings) -> None:
+    client = t.api(stack)
+    name = t.model(client, "metrics")
+    faults = {
+        "noop": True,
+        "steps": {
+            "model_training": {"transient_failures": 1},
+            "model_registration": {"permanent": "refused"},
+        },
+    }
+    run = t.wait_run(client, t.start(client, name, faults=faults))
+    assert run["status"] == "failed"
+    text = client.get("/metrics").text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("veritas_training_") and not line.startswith("#")
+    }
+    assert samples['veritas_training_runs{status="failed"}'] >= 1
+    assert samples['veritas_training_retries_total{kind="run",step="model_training"}'] >= 1
+    assert (
+        samples['veritas_training_compensations_total{status="succeeded",step="model_training"}']
+        >= 1
+    )
+    assert (
+        samples[
+            'veritas_training_step_attempts_total{kind="run",status="succeeded",step="data_preparation"}'
+        ]
+        >= 1
+    )
