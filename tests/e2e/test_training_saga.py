@@ -320,21 +320,30 @@ def test_training_metrics_count_runs_steps_retries_and_compensations(stack: Sett
     }
     run = t.wait_run(client, t.start(client, name, faults=faults))
     assert run["status"] == "failed"
-    text = client.get("/metrics").text
+    from prometheus_client.parser import text_string_to_metric_families
+
     samples = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line.startswith("veritas_training_") and not line.startswith("#")
+        (x.name, frozenset(x.labels.items())): x.value
+        for fam in text_string_to_metric_families(client.get("/metrics").text)
+        for x in fam.samples
+        if x.name.startswith("veritas_training_")
     }
-    assert samples['veritas_training_runs{status="failed"}'] >= 1
-    assert samples['veritas_training_retries_total{kind="run",step="model_training"}'] >= 1
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, frozenset(labels.items())), 0.0)
+
+    assert value("veritas_training_runs", status="failed") >= 1
+    assert value("veritas_training_retries_total", step="model_training", kind="run") >= 1
     assert (
-        samples['veritas_training_compensations_total{status="succeeded",step="model_training"}']
+        value("veritas_training_compensations_total", step="model_training", status="succeeded")
         >= 1
     )
     assert (
-        samples[
-            'veritas_training_step_attempts_total{kind="run",status="succeeded",step="data_preparation"}'
-        ]
+        value(
+            "veritas_training_step_attempts_total",
+            step="data_preparation",
+            kind="run",
+            status="succeeded",
+        )
         >= 1
     )
