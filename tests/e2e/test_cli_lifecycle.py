@@ -74,8 +74,9 @@ def test_up_status_down_lifecycle() -> None:
     first = veritas("up")
     assert first.returncode == 0, first.stderr[-2000:]
     pids = _our_pids()
-    # supervisord, and under it kafka, postgres, two command handlers, relay, projector, api
-    assert len(pids) == 8
+    # supervisord, and under it kafka, postgres, two command handlers, relay, projector,
+    # the training orchestrator, the training steps worker and the api
+    assert len(pids) == 10
     again = veritas("up")
     assert again.returncode == 0, again.stderr[-2000:]
     assert _our_pids() == pids  # up twice starts nothing new
@@ -95,7 +96,7 @@ def test_up_status_down_lifecycle() -> None:
         PORTS["controller"],
         PORTS["pg"],
         PORTS["api"],
-        *(PORTS["metrics"] + i for i in range(4)),
+        *(PORTS["metrics"] + i for i in range(5)),
     ]
     assert all(_free(p) for p in ports), [p for p in ports if not _free(p)]
     assert veritas("status").returncode == 1

@@ -15,7 +15,7 @@ import pytest
 from config.settings import Settings
 from events.envelope import EventEnvelope
 from events.results import CommandResult
-from projections import bulk
+from projections import bulk, bulk_copy
 from projections.apply import apply_batch
 from projections.digest import digest
 from projections.schema import migrate
@@ -213,8 +213,8 @@ def test_a_duplicate_key_found_only_when_the_index_is_built_is_refused(
 ) -> None:
     _, _, rebuilt = schemas
     with _connect(infra, rebuilt) as conn:
-        ddl = bulk._defer_indexes(conn)
+        ddl = bulk_copy.defer_indexes(conn)
         for _ in range(2):
             conn.execute("INSERT INTO rm_command_status (command_id, status) VALUES ('c', 'x')")
-        with pytest.raises(bulk.BulkUnsupported, match="key refused"):
-            bulk._restore_indexes(conn, ddl)
+        with pytest.raises(bulk_copy.BulkUnsupported, match="key refused"):
+            bulk_copy.restore_indexes(conn, ddl)

@@ -28,6 +28,8 @@ def test_every_service_and_the_embedded_infrastructure_is_supervised(tmp_path: P
         "command-handler-1",
         "relay",
         "projector",
+        "training-orchestrator",
+        "training-steps",
         "api",
     }
     for name in programs:
