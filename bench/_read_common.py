@@ -127,7 +127,7 @@ class CpuMeter:
         me = self.me.cpu_times()
         used: dict[str, float] = dict.fromkeys(COMPONENTS, 0.0)
         for (name, pid), last in self.last.items():
-            used[name] += last - self.first[(name, pid)]
+            used[name] = used.get(name, 0.0) + last - self.first[(name, pid)]
         used["bench client"] = me.user + me.system - self.me0
         used = {k: round(v, 2) for k, v in used.items()}
         return {
