@@ -23,12 +23,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _stack import bench_stack, cpu_seconds, stack_processes, wait_quiet, write_result
-from write_path import command_latency, throughput
+from _write_measures import command_latency, throughput
 
 import commands.service as service
 import workers.command_handler as ch
+from config.services import handler_name
+from infra import supervisor
 from infra.auth import issue_token
-from veritas import services
 from veritas.bootstrap import bootstrap
 
 WALL: dict[str, float] = defaultdict(float)
@@ -63,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1000, help="commands sent first and not measured")
     a = ap.parse_args(argv)
     with bench_stack() as s:
-        pid = services.service_pid(s, "command-handler")
-        assert pid is not None
-        services._stop_pid(pid)
-        (s.run_dir / "command-handler.pid").unlink(missing_ok=True)
+        # Every handler stops through the supervisor (a killed one would be restarted at once), so
+        # the in-process handler below gets all the partitions.
+        for i in range(s.command_handlers):
+            supervisor.stop(s, handler_name(i))
         container = bootstrap(s)
         store = container.store
         # wrap the steps (module globals are looked up at call time)

@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _stack import bench_settings, write_result
-from write_path import envelope
+from _write_measures import envelope
 
 from commands.service import Incoming, process_batch
 from infra.auth import issue_token

@@ -22,13 +22,9 @@ Usage: python bench/write_path.py [--n 20000] [--warmup 1000] [--latency-seconds
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,267 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 from _stack import (
     bench_stack,
-    command_envelope,
-    consumer_at_end,
     cpu_seconds,
     markdown_table,
-    percentile,
-    produce,
-    producer,
     scrape_metrics,
     stack_processes,
     wait_quiet,
     write_result,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from _write_measures import command_latency, kafka_latency, raw_insert_baseline, throughput
 
-from config.settings import Settings
+from infra import supervisor
 from infra.auth import issue_token
-from veritas import services
-
-COMMANDS_TOPIC = "registry.commands"
-EVENTS_TOPIC = "registry.events"
-RESULTS_TOPIC = "events.results"
-SCRATCH_TOPIC = "bench.kafka-latency"
-WARMUP_S = 1.0  # latency samples sent in the first second are left out of p50/p99
-
-TEXT = "Benchmark model registered by bench/write_path.py; the text only gives the event a size. "
-
-
-# ---------------------------------------------------------------------------------------- helpers
-
-
-def envelope(command_id: str, name: str) -> bytes:
-    payload = {
-        "name": name,
-        "description": TEXT,
-        "intended_use": "throughput and latency measurement",
-        "limitations": "none: synthetic",
-    }
-    return command_envelope(command_id, "RegisterModel", 2, payload)
-
-
-# ----------------------------------------------------------------------------- baseline A (pg)
-
-
-def raw_insert_baseline(s: Settings, seconds: float) -> dict[str, Any]:
-    import psycopg
-
-    table = f"bench_raw_{uuid.uuid4().hex[:8]}"
-    blob = os.urandom(600)
-    with psycopg.connect(s.dsn) as conn:
-        conn.execute(
-            f"CREATE TABLE {table} "
-            "(id uuid PRIMARY KEY, n int NOT NULL, t text NOT NULL, b bytea NOT NULL)"
-        )
-        conn.commit()
-        sql = f"INSERT INTO {table} (id, n, t, b) VALUES (%s, %s, %s, %s)"
-        rows, t0 = 0, time.perf_counter()
-        deadline = t0 + seconds
-        while time.perf_counter() < deadline:
-            conn.execute(sql, (uuid.uuid4(), rows, f"bench-raw-{rows}", blob), prepare=True)
-            conn.commit()
-            rows += 1
-        elapsed = time.perf_counter() - t0
-        conn.execute(f"DROP TABLE {table}")
-        conn.commit()
-    return {"rows": rows, "seconds": elapsed, "rows_per_s": rows / elapsed}
-
-
-# ---------------------------------------------------------------------------------- throughput
-
-
-def throughput(s: Settings, n: int, token: str, timeout_s: float) -> dict[str, Any]:
-    prefix = f"wp{uuid.uuid4().hex[:8]}-"
-    cons = consumer_at_end(s, [EVENTS_TOPIC, RESULTS_TOPIC])
-    arrivals: list[float] = []  # perf_counter when each of our ModelRegistered events was read
-    create_ts: list[int] = []  # Kafka CreateTime (ms) of those events (set by the relay)
-    statuses: dict[str, int] = {}
-    result_arrivals: list[float] = []
-    done = threading.Event()
-
-    def consume() -> None:
-        # until every event is on registry.events and every result on events.results (the
-        # clock below stops at the last event; results are only counted)
-        while not done.is_set() and (len(arrivals) < n or len(result_arrivals) < n):
-            m = cons.poll(0.05)
-            if m is None or m.error():
-                continue
-            now = time.perf_counter()
-            doc = json.loads(m.value())
-            if m.topic() == EVENTS_TOPIC:
-                if doc.get("type") == "ModelRegistered" and str(
-                    doc["payload"].get("name", "")
-                ).startswith(prefix):
-                    arrivals.append(now)
-                    create_ts.append(m.timestamp()[1])
-            elif str(doc.get("command_id", "")).startswith(prefix):
-                statuses[doc["status"]] = statuses.get(doc["status"], 0) + 1
-                result_arrivals.append(now)
-
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
-    headers = [("authorization", f"Bearer {token}".encode())]
-    p = producer(s, **{"linger.ms": 5})
-    msgs = [
-        (f"{prefix}{i:07d}", envelope(f"{prefix}c{i:07d}", f"{prefix}{i:07d}")) for i in range(n)
-    ]
-    t0 = time.perf_counter()
-    t0_wall_ms = time.time() * 1000
-    for name, value in msgs:
-        produce(p, COMMANDS_TOPIC, name, value, headers)
-    p.flush(60)
-    produced_s = time.perf_counter() - t0
-    reader.join(timeout_s)
-    done.set()
-    complete = len(arrivals) == n and statuses.get("accepted", 0) == n
-    reader.join(5)
-    cons.close()
-    got = len(arrivals)
-    elapsed = (arrivals[-1] - t0) if got else float("nan")
-    out: dict[str, Any] = {
-        "n": n,
-        "events_seen": got,
-        "complete": complete,
-        "result_statuses": statuses,
-        "produce_seconds": produced_s,
-        "seconds_to_last_event": elapsed,
-        "commands_per_s": got / elapsed if got else 0.0,
-        "command_bytes": len(msgs[0][1]),
-    }
-    if got >= 10:
-        lo, hi = arrivals[got // 10], arrivals[(got * 9) // 10]
-        out["steady_commands_per_s_p10_p90"] = (
-            ((got * 9) // 10 - got // 10) / (hi - lo) if hi > lo else float("nan")
-        )
-        out["first_event_after_s"] = arrivals[0] - t0
-        out["last_event_relay_create_after_s"] = (max(create_ts) - t0_wall_ms) / 1000
-    if result_arrivals:
-        out["seconds_to_last_result"] = max(result_arrivals) - t0
-    return out
-
-
-# ------------------------------------------------------------------------------------- latency
-
-
-def paced_latency(
-    s: Settings,
-    *,
-    rate: float,
-    seconds: float,
-    out_topic: str,
-    in_topic: str,
-    build: Callable[[str], tuple[str, bytes, list[Any] | None]],
-    id_of: Callable[[bytes], str | None],
-) -> dict[str, Any]:
-    """Send at `rate`/s for `seconds`; message ids carry the send time (ns, wall clock) as their
-    last '-' field; latency = wall-clock receive time of the matching record on in_topic minus
-    the send time."""
-    run = uuid.uuid4().hex[:8]
-    cons = consumer_at_end(s, [in_topic])
-    total = max(1, int(rate * seconds))
-    latencies_ms: list[tuple[float, float]] = []  # (sent offset in s, latency ms)
-    stop = threading.Event()
-    t_start_ns = time.time_ns()
-
-    def consume() -> None:
-        while not stop.is_set() and len(latencies_ms) < total:
-            m = cons.poll(0.05)
-            if m is None or m.error():
-                continue
-            now_ns = time.time_ns()
-            mid = id_of(m.value())
-            if mid is None or not mid.startswith(f"lat{run}-"):
-                continue
-            sent_ns = int(mid.rsplit("-", 1)[1])
-            latencies_ms.append(((sent_ns - t_start_ns) / 1e9, (now_ns - sent_ns) / 1e6))
-
-    reader = threading.Thread(target=consume, daemon=True)
-    reader.start()
-    time.sleep(0.5)  # let the consumer fetch its first (empty) batch
-    p = producer(s, **{"linger.ms": 1})
-    t0 = time.perf_counter()
-    for i in range(total):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        mid = f"lat{run}-{i:07d}-{time.time_ns()}"
-        key, value, headers = build(mid)
-        produce(p, out_topic, key, value, headers)
-    p.flush(30)
-    send_s = time.perf_counter() - t0
-    reader.join(60)
-    stop.set()
-    reader.join(5)
-    cons.close()
-    kept = [lat for sent_at, lat in latencies_ms if sent_at >= WARMUP_S]
-    mid_s = WARMUP_S + (seconds - WARMUP_S) / 2
-    first = [lat for sent_at, lat in latencies_ms if WARMUP_S <= sent_at < mid_s]
-    second = [lat for sent_at, lat in latencies_ms if sent_at >= mid_s]
-    return {
-        "rate_target_per_s": rate,
-        "rate_achieved_per_s": total / send_s,
-        "sent": total,
-        "received": len(latencies_ms),
-        "samples_after_warmup": len(kept),
-        "p50_ms": percentile(kept, 50),
-        "p90_ms": percentile(kept, 90),
-        "p99_ms": percentile(kept, 99),
-        "max_ms": max(kept) if kept else float("nan"),
-        "p50_ms_first_half": percentile(first, 50),
-        "p50_ms_second_half": percentile(second, 50),
-    }
-
-
-def command_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[str, Any]:
-    headers = [("authorization", f"Bearer {token}".encode())]
-
-    def build(mid: str) -> tuple[str, bytes, list[Any] | None]:
-        name = mid.replace("lat", "latm", 1)[:100]
-        return name, envelope(mid, name), headers
-
-    def id_of(raw: bytes) -> str | None:
-        return json.loads(raw).get("command_id")
-
-    return paced_latency(
-        s,
-        rate=rate,
-        seconds=seconds,
-        out_topic=COMMANDS_TOPIC,
-        in_topic=RESULTS_TOPIC,
-        build=build,
-        id_of=id_of,
-    )
-
-
-def kafka_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[str, Any]:
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
-    if SCRATCH_TOPIC not in admin.list_topics(timeout=10).topics:
-        for fut in admin.create_topics(
-            [NewTopic(SCRATCH_TOPIC, num_partitions=s.topic_partitions, replication_factor=1)]
-        ).values():
-            fut.result(30)
-        time.sleep(1.0)
-    headers = [("authorization", f"Bearer {token}".encode())]
-
-    def build(mid: str) -> tuple[str, bytes, list[Any] | None]:
-        return mid, envelope(mid, mid[:100]), headers  # same size and headers as a command
-
-    def id_of(raw: bytes) -> str | None:
-        return json.loads(raw).get("command_id")
-
-    return paced_latency(
-        s,
-        rate=rate,
-        seconds=seconds,
-        out_topic=SCRATCH_TOPIC,
-        in_topic=SCRATCH_TOPIC,
-        build=build,
-        id_of=id_of,
-    )
-
-
-# ----------------------------------------------------------------------------------------- main
 
 
 def run(
@@ -312,7 +58,8 @@ def run(
         if not projector:
             # The measured path ends on the events topic; the projector (read side) would only
             # take CPU from it on this shared 2-core machine. `--projector` keeps it running.
-            services.kill_service(s, "projector")
+            # Stopped through the supervisor: a killed process would be restarted at once.
+            supervisor.stop(s, "projector")
             print("[write_path] projector stopped (not part of the write path)", flush=True)
         print(f"[write_path] raw INSERT+COMMIT baseline for {raw_seconds:.0f}s ...", flush=True)
         raw = raw_insert_baseline(s, raw_seconds)
