@@ -54,7 +54,9 @@ def record_drift_check(cmd: RecordDriftCheck, *, deps: Deps) -> None:
     _version(deps, cmd.model_name, cmd.version)
     monitor = deps.uow.get(Monitor, monitor_id(cmd.model_name))
     training = None
-    if cmd.severity == "critical" and monitor.check_retrain("critical_drift", deps.meta.occurred_at):
+    if cmd.severity == "critical" and monitor.check_retrain(
+        "critical_drift", deps.meta.occurred_at
+    ):
         training = training_config(deps, model, cmd.version)
     monitor.record_drift(cmd.model_dump(mode="json"), training, deps.meta)
 

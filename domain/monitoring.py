@@ -59,13 +59,11 @@ class Monitor(Aggregate):
     def check_next(kind: str, last: int, window_id: int, version: str) -> None:
         if window_id <= last:
             raise AlreadyExists(
-                f"{kind} window {window_id} of version {version} is already recorded "
-                f"(last: {last})"
+                f"{kind} window {window_id} of version {version} is already recorded (last: {last})"
             )
         if window_id != last + 1:
             raise InvariantViolation(
-                f"{kind} window {window_id} of version {version} would leave a gap after "
-                f"{last}",
+                f"{kind} window {window_id} of version {version} would leave a gap after {last}",
                 "window_gap",
             )
 
@@ -100,8 +98,10 @@ class Monitor(Aggregate):
         fields = {k: v for k, v in check.items() if k != "method"}
         self.record(DriftDetected(**fields, report_sha256=report), meta)
         drift_event = str(self.pending[-1].event_id)
-        if check["severity"] == "critical" and training and self.check_retrain(
-            "critical_drift", meta.occurred_at
+        if (
+            check["severity"] == "critical"
+            and training
+            and self.check_retrain("critical_drift", meta.occurred_at)
         ):
             self._trigger(version, "critical_drift", training, meta, drift_event, None, report)
 
@@ -116,9 +116,7 @@ class Monitor(Aggregate):
         self.check_next("accuracy", self.accuracy_windows.get(version, 0), window, version)
         accuracy = fields["correct"] / fields["n"]
         self.record(
-            AccuracyRecorded(
-                **fields, accuracy=accuracy, validation_accuracy=validation_accuracy
-            ),
+            AccuracyRecorded(**fields, accuracy=accuracy, validation_accuracy=validation_accuracy),
             meta,
         )
         factor = float(self.policy["accuracy_factor"])
