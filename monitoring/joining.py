@@ -111,14 +111,14 @@ class Acknowledger:
     done: set[Pos] = field(default_factory=set)
 
     def track(self, pos: Pos, handle: Any) -> None:
-        self.pending.setdefault(pos[:2], deque()).append((pos[2], handle))  # type: ignore[arg-type]
+        self.pending.setdefault(pos[:2], deque()).append((pos[2], handle))
 
     def finish(self, positions: list[Pos]) -> list[Any]:
         """Mark positions done; the handles now releasable, in order per partition."""
         self.done.update(positions)
         out: list[Any] = []
         for tp in {p[:2] for p in positions}:
-            queue = self.pending.get(tp)  # type: ignore[call-overload]
+            queue = self.pending.get(tp)
             while queue and (tp[0], tp[1], queue[0][0]) in self.done:
                 offset, handle = queue.popleft()
                 self.done.discard((tp[0], tp[1], offset))

@@ -34,9 +34,12 @@ class VersionWindows:
         if len(self.rows) >= size:
             return self.rows[:size]
         age = policy.get("window_max_age_s")
-        if age and self.rows and len(self.rows) >= int(policy["window_min_rows"]):
-            if now - self.rows[0].at >= float(age):
-                return list(self.rows)
+        if (
+            age
+            and len(self.rows) >= int(policy["window_min_rows"])
+            and now - self.rows[0].at >= float(age)
+        ):
+            return list(self.rows)
         return None
 
     def recorded(self, window_id: int, positions: set[Pos]) -> list[Row]:
