@@ -89,6 +89,8 @@ class DriftMonitor:
         self.accuracy: dict[tuple[str, str], VersionWindows] = {}
         self.predictions: OrderedDict[str, Row] = OrderedDict()
         self.stream: Any = None
+        # The agent and the timer share the windows: one of them at a time.
+        self.lock = asyncio.Lock()
         source = self.app.topic(*TOPICS, key_serializer="raw", value_serializer="raw")
         self.app.agent(source, name="veritas-drift-monitor.inputs", concurrency=1)(self._agent)
         self.app.timer(1.0)(self._tick)
@@ -97,7 +99,8 @@ class DriftMonitor:
         self.stream = cast("faust.Stream[bytes]", stream).noack()
         async for event in self.stream.events():
             try:
-                await self.handle(event)
+                async with self.lock:
+                    await self.handle(event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -120,11 +123,13 @@ class DriftMonitor:
 
     async def _tick(self) -> None:
         try:
-            expired = self.joiner.expire(time.monotonic())
-            DROPPED.labels("unjoined").inc(len(expired))
-            await self._release(expired)
-            for key, vw in list(self.drift.items()):
-                await self._maybe_check(key, vw, time.monotonic())
+            async with self.lock:
+                expired = self.joiner.expire(time.monotonic())
+                DROPPED.labels("unjoined").inc(len(expired))
+                await self._release(expired)
+                for key, vw in list(self.drift.items()):
+                    if self.models[key[0]].policy.get("window_max_age_s"):  # time windows
+                        await self._maybe_check(key, vw, time.monotonic())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
