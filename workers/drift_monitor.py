@@ -122,6 +122,8 @@ class DriftMonitor:
             await self._drift_row(got, now)
 
     async def _tick(self) -> None:
+        if self.lock.locked():
+            return  # the agent is busy with a window; the next tick looks again
         try:
             async with self.lock:
                 expired = self.joiner.expire(time.monotonic())
