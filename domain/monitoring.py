@@ -103,7 +103,7 @@ class Monitor(Aggregate):
             and training
             and self.check_retrain("critical_drift", meta.occurred_at)
         ):
-            self._trigger(version, "critical_drift", training, meta, drift_event, None, report)
+            self._trigger(check, "critical_drift", training, meta, drift_event, None, report)
 
     def record_accuracy(
         self,
@@ -135,11 +135,11 @@ class Monitor(Aggregate):
         )
         dropped = str(self.pending[-1].event_id)
         if training and self.check_retrain("accuracy_drop", meta.occurred_at):
-            self._trigger(version, "accuracy_drop", training, meta, None, dropped, None)
+            self._trigger(fields, "accuracy_drop", training, meta, None, dropped, None)
 
     def _trigger(
         self,
-        version: str,
+        window: dict[str, Any],
         reason: str,
         training: dict[str, Any],
         meta: Meta,
@@ -150,7 +150,8 @@ class Monitor(Aggregate):
         self.record(
             RetrainingTriggered(
                 model_name=self.model_name or training.get("model_name", ""),
-                version=version,
+                version=window["version"],
+                window_id=window["window_id"],
                 reason=reason,
                 drift_event_id=drift_event,
                 accuracy_event_id=accuracy_event,

@@ -70,6 +70,7 @@ class RetrainingTriggered(DomainEvent):
 
     model_name: str
     version: str  # the monitored version whose window triggered it
+    window_id: int  # its drift (or accuracy) window
     reason: str  # critical_drift | accuracy_drop
     drift_event_id: str | None
     accuracy_event_id: str | None

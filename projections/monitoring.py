@@ -52,8 +52,8 @@ def retraining_triggered(e: Event) -> list[Op]:
     return [
         Update(
             CHECKS,
-            "detected_event_id",
-            p["drift_event_id"],
+            "check_key",
+            _key(e),
             set={"retraining": {"event_id": e.event_id, "reason": p["reason"]}},
         )
     ]

@@ -131,7 +131,7 @@ def test_the_retraining_saga_starts_training_with_the_trigger() -> None:
 
     env = EventEnvelope.model_construct(
         event_id=uuid4(), type="RetrainingTriggered",
-        payload={"model_name": "m", "version": "1.0.0", "reason": "critical_drift",
+        payload={"model_name": "m", "version": "1.0.0", "window_id": 2, "reason": "critical_drift",
                  "drift_event_id": "d1", "accuracy_event_id": None, "report_sha256": "ab" * 32,
                  "training": {"dataset_uri": "sklearn:digits", "hyperparameters": {"epochs": 3},
                               "from_version": "1.0.0"}, "cooldown_s": 60.0},
