@@ -16,11 +16,20 @@ from fastapi.responses import JSONResponse
 from api.health_cache import HealthCache
 from api.middleware import Gate, auth_error_response
 from api.openapi import document_auth
-from api.routers import audit, commands, datasets, governance, models, probes, training
+from api.routers import (
+    audit,
+    commands,
+    datasets,
+    governance,
+    models,
+    monitoring,
+    probes,
+    training,
+)
 from domain.rbac import AuthError
 from veritas.bootstrap import Container, bootstrap
 
-ROUTERS = (probes, commands, models, datasets, governance, audit, training)
+ROUTERS = (probes, commands, models, datasets, governance, audit, training, monitoring)
 
 
 def create_app(container: Container | None = None) -> FastAPI:

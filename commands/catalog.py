@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import governance, registry, training
+from commands import governance, monitoring, registry, training
 from commands.base import Command
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -20,6 +20,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         governance.RejectSubmission,
         *training.PUBLIC,
         *training.INTERNAL,
+        *monitoring.PUBLIC,
+        *monitoring.INTERNAL,
     )
 }
 
@@ -27,6 +29,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "registry": "registry.commands",
     "governance": "governance.commands",
     "training": "training.commands",
+    "monitoring": "monitoring.commands",
 }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from commands import training_handlers
+from commands import monitoring_handlers, training_handlers
 from commands.base import Command
 from commands.deps import Deps
 from commands.governance import ApproveSubmission, RejectSubmission, SubmitForApproval
@@ -153,6 +153,7 @@ HANDLERS: dict[type[Command], Handler] = {
     ApproveSubmission: approve_submission,
     RejectSubmission: reject_submission,
     **training_handlers.HANDLERS,
+    **monitoring_handlers.HANDLERS,
 }
 
 
@@ -181,4 +182,5 @@ PREFETCH: dict[type[Command], Callable[[Any], list[UUID]]] = {
     ApproveSubmission: lambda c: [c.submission_id],
     RejectSubmission: lambda c: [c.submission_id],
     **training_handlers.PREFETCH,
+    **monitoring_handlers.PREFETCH,
 }

@@ -49,10 +49,14 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
             "RecordTrainingProgress",
             "BeginCompensation",
             "FinishTraining",
+            "RecordDriftCheck",
+            "RecordAccuracy",
         )
     },
+    "SetMonitoringPolicy": _OPERATORS,
     "read:registry": ALL_ROLES,
     "read:audit": frozenset({Role.AUDITOR, Role.ADMIN}),
+    "read:monitoring": ALL_ROLES,
 }
 
 

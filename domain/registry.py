@@ -118,6 +118,7 @@ class ModelVersion(Aggregate):
         self.semver = ""
         self.stage = "development"
         self.approved_for: set[str] = set()
+        self.registered: ModelVersionRegistered | None = None  # artifact, lineage, metrics
 
     def check_exists(self, model_name: str, version: str) -> None:
         if not self.exists:
@@ -187,6 +188,7 @@ class ModelVersion(Aggregate):
         match event:
             case ModelVersionRegistered():
                 self.model_name, self.semver = event.model_name, event.version
+                self.registered = event
             case VersionApproved():
                 self.approved_for.add(event.target_stage)
             case StageTransitioned():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from events import governance, registry, training
+from events import governance, monitoring, registry, training
 from events.base import DomainEvent
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     **registry.EVENTS,
     **governance.EVENTS,
     **training.EVENTS,
+    **monitoring.EVENTS,
 }
 
 EVENT_TOPICS: dict[str, str] = {

@@ -24,7 +24,12 @@ from infra.postgres import server as pg
 
 Status = Literal["ok", "lagging", "stalled", "down"]
 HANDLER_GROUP = "veritas-command-handler"
-COMMAND_TOPICS = ("registry.commands", "governance.commands", "training.commands")
+COMMAND_TOPICS = (
+    "registry.commands",
+    "governance.commands",
+    "training.commands",
+    "monitoring.commands",
+)
 PROJECTED_TOPICS = (
     "registry.events",
     "governance.events",

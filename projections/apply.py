@@ -11,13 +11,14 @@ from pydantic import ValidationError
 from events.envelope import EventEnvelope
 from events.results import CommandResult
 from infra.kafka import headers, where
-from projections import governance, registry, training
+from projections import governance, monitoring, registry, training
 from projections.ops import Event, Projection, Row, execute, sql_value
 
 PROJECTIONS: dict[str, Projection] = {
     **registry.PROJECTIONS,
     **governance.PROJECTIONS,
     **training.PROJECTIONS,
+    **monitoring.PROJECTIONS,
 }
 EVENT_TOPICS = (
     "registry.events",
@@ -124,7 +125,13 @@ def _event(
     projection = PROJECTIONS.get(env.type)
     if projection is not None:
         event = Event(
-            env.type, str(env.aggregate_id), env.version, env.actor, env.occurred_at, env.payload
+            env.type,
+            str(env.aggregate_id),
+            env.version,
+            env.actor,
+            env.occurred_at,
+            env.payload,
+            str(env.event_id),
         )
         execute(cur, projection(event))
 

@@ -235,7 +235,9 @@ class Fold:
         occurred_at = datetime.fromisoformat(d["occurred_at"])
         projection = PROJECTIONS.get(d["type"])
         if projection is not None:
-            event = Event(d["type"], agg, version, d["actor"], occurred_at, d["payload"])
+            event = Event(
+                d["type"], agg, version, d["actor"], occurred_at, d["payload"], d["event_id"]
+            )
             try:
                 self.ops(projection(event))
             except (KeyError, ValueError, TypeError, AttributeError) as exc:

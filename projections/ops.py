@@ -27,6 +27,7 @@ class Event:
     actor: str
     occurred_at: datetime
     payload: dict[str, Any]
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "rm_datasets": ("name", "version"),
     "rm_training_runs": ("run_id",),
     "rm_training_steps": ("attempt_key",),
+    "rm_drift_checks": ("check_key",),
+    "rm_accuracy_windows": ("window_key",),
+    "rm_monitoring_policies": ("policy_key",),
 }
 
 

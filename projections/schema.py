@@ -89,6 +89,25 @@ MIGRATIONS: list[str] = [
         result jsonb, error text);
     CREATE INDEX rm_training_steps_run ON rm_training_steps (run_id, dispatched_at);
     """,
+    # Monitoring (projections/monitoring.py): checked drift windows, accuracy windows, policies.
+    """
+    CREATE TABLE rm_drift_checks (
+        check_key text PRIMARY KEY, model_name text NOT NULL, version text NOT NULL,
+        window_id bigint NOT NULL, score double precision NOT NULL, severity text,
+        per_feature jsonb NOT NULL, drifted jsonb NOT NULL, bounds jsonb NOT NULL,
+        method jsonb NOT NULL, detected_event_id text, report_sha256 text, retraining jsonb,
+        checked_at timestamptz NOT NULL);
+    CREATE INDEX rm_drift_checks_model ON rm_drift_checks (model_name, checked_at);
+    CREATE INDEX rm_drift_checks_detected ON rm_drift_checks (detected_event_id);
+    CREATE TABLE rm_accuracy_windows (
+        window_key text PRIMARY KEY, model_name text NOT NULL, version text NOT NULL,
+        window_id bigint NOT NULL, n int NOT NULL, correct int NOT NULL,
+        accuracy double precision NOT NULL, validation_accuracy double precision,
+        dropped boolean NOT NULL, recorded_at timestamptz NOT NULL);
+    CREATE TABLE rm_monitoring_policies (
+        policy_key text PRIMARY KEY, model_name text NOT NULL, policy jsonb NOT NULL,
+        set_by text NOT NULL, set_at timestamptz NOT NULL);
+    """,
 ]
 
 

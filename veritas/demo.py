@@ -16,7 +16,7 @@ from config.settings import Settings
 from domain.registry import model_id
 from infra.auth import issue_token
 from projections.replay import replay
-from veritas import demo_training
+from veritas import demo_monitoring, demo_training
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
 
@@ -200,7 +200,10 @@ def run(s: Settings) -> int:
     )
     ok &= report.switched and report.digests_match and report.chain_break is None
 
-    ok &= demo_training.run(api, _post, tok)
+    trained, name, version = demo_training.run(api, _post, tok)
+    ok &= trained
+    if trained:
+        ok &= demo_monitoring.run(api, _post, tok, name, version)
     print("\ndemo " + ("succeeded" if ok else "FAILED"))
     c.close()
     return 0 if ok else 1

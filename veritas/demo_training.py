@@ -75,7 +75,7 @@ def _promote(
     return done.get("status") == "accepted"
 
 
-def run(api: httpx.Client, post: Post, tok: dict[str, str]) -> bool:
+def run(api: httpx.Client, post: Post, tok: dict[str, str]) -> tuple[bool, str, str]:
     hdr = {"authorization": f"Bearer {tok['alice']}"}
     name = f"digits-{uuid.uuid4().hex[:6]}"
     post(
@@ -132,4 +132,4 @@ def run(api: httpx.Client, post: Post, tok: dict[str, str]) -> bool:
     )
     print(f"   compensated: {undone}")
     ok &= failed.get("status") == "failed" and undone == ["model_training", "data_preparation"]
-    return bool(ok)
+    return bool(ok), name, version

@@ -33,6 +33,8 @@ def _commands(s: Settings) -> dict[str, list[str]]:
         "projector": [py, "-m", "workers.projector"],
         "training-orchestrator": [py, "-m", "workers.training_orchestrator"],
         "training-steps": [py, "-m", "workers.training_steps"],
+        "drift-monitor": [py, "-m", "workers.drift_monitor"],
+        "retraining-orchestrator": [py, "-m", "workers.retraining_orchestrator"],
         "api": [
             py,
             "-m",

@@ -75,8 +75,9 @@ def test_up_status_down_lifecycle() -> None:
     assert first.returncode == 0, first.stderr[-2000:]
     pids = _our_pids()
     # supervisord, and under it kafka, postgres, two command handlers, relay, projector,
-    # the training orchestrator, the training steps worker and the api
-    assert len(pids) == 10
+    # the training orchestrator, the training steps worker, the drift monitor, the retraining
+    # orchestrator and the api
+    assert len(pids) == 12
     again = veritas("up")
     assert again.returncode == 0, again.stderr[-2000:]
     assert _our_pids() == pids  # up twice starts nothing new

@@ -39,6 +39,10 @@ EXPECTED: dict[str, set[str]] = {
     "RecordTrainingProgress": {SVC},
     "BeginCompensation": {SVC},
     "FinishTraining": {SVC},
+    "SetMonitoringPolicy": {MLE, ADM},
+    "RecordDriftCheck": {SVC},
+    "RecordAccuracy": {SVC},
+    "read:monitoring": {DS, MLE, APP, AUD, ADM, SVC},
     "read:registry": {DS, MLE, APP, AUD, ADM, SVC},
     "read:audit": {AUD, ADM},
 }

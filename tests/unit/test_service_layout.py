@@ -20,7 +20,14 @@ def test_each_handler_instance_is_a_named_service_with_its_own_port() -> None:
     s = Settings(command_handlers=3, metrics_port_base=9100)
     names = list(services._commands(s))
     handlers = ["command-handler", "command-handler-1", "command-handler-2"]
-    workers = ["relay", "projector", "training-orchestrator", "training-steps"]
+    workers = [
+        "relay",
+        "projector",
+        "training-orchestrator",
+        "training-steps",
+        "drift-monitor",
+        "retraining-orchestrator",
+    ]
     assert names == [*handlers, *workers, "api"]
     assert [services._commands(s)[h][-1] for h in handlers] == ["0", "1", "2"]
     ports = [metrics_port(s, n) for n in [*handlers, "relay", "projector", "training-steps"]]

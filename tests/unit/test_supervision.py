@@ -30,6 +30,8 @@ def test_every_service_and_the_embedded_infrastructure_is_supervised(tmp_path: P
         "projector",
         "training-orchestrator",
         "training-steps",
+        "drift-monitor",
+        "retraining-orchestrator",
         "api",
     }
     for name in programs:
