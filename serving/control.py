@@ -5,7 +5,7 @@ Everything is deployed declaratively (``ServeControllerClient.deploy_apps`` with
 of ``user_config`` alone as a lightweight in-place ``reconfigure``; ``serve.run`` with a new
 ``user_config`` replaced the replica (13 s, 12 s without answers). ``deploy_apps`` and
 ``serve.context._get_global_client`` are private, so Ray is pinned to ``TESTED_RAY`` (pyproject)
-and ``start_ray`` refuses another version unless ``VERITAS_SERVING_ANY_RAY=1``; the integration
+and ``start_ray`` refuses another version unless ``RayOptions(allow_any_ray=True)``; the integration
 tests exercise the path.
 
 Ray 2.60 facts, as measured here: a new local cluster has token authentication on by default;
@@ -42,6 +42,9 @@ class RayOptions:
     node_ip_address: str = "127.0.0.1"
     # An existing cluster (its token: RAY_AUTH_TOKEN, or the file at token_path); None: start one.
     address: str | None = None
+    # Another Ray than TESTED_RAY: the private deploy path may have changed there (the caller maps
+    # this from its settings; this package reads no environment variable of ours).
+    allow_any_ray: bool = False
 
 
 def _token(path: Path) -> Path:
@@ -62,10 +65,10 @@ def start_ray(options: RayOptions | None = None) -> dict[str, Any]:
     from ray import serve
     from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
-    if ray.__version__ != TESTED_RAY and os.environ.get("VERITAS_SERVING_ANY_RAY") != "1":
+    if ray.__version__ != TESTED_RAY and not opts.allow_any_ray:
         raise RuntimeError(
             f"serving uses Serve's private deploy_apps path, tested on Ray {TESTED_RAY}; "
-            f"this is Ray {ray.__version__} (VERITAS_SERVING_ANY_RAY=1 to try anyway)"
+            f"this is Ray {ray.__version__} (RayOptions(allow_any_ray=True) to try anyway)"
         )
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["RAY_AUTH_MODE"] = "token"

@@ -56,7 +56,6 @@ def test_start_ray_refuses_another_ray_version(monkeypatch: pytest.MonkeyPatch) 
     import ray
 
     monkeypatch.setattr(ray, "__version__", "9.9.9")
-    monkeypatch.delenv("VERITAS_SERVING_ANY_RAY", raising=False)
     monkeypatch.setattr(control, "_token", lambda p: pytest.fail("the version is checked first"))
     with pytest.raises(RuntimeError, match=r"tested on Ray 2\.60\.0"):
         control.start_ray(control.RayOptions(token_path="/nonexistent"))
