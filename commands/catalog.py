@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import governance, monitoring, registry, training
+from commands import governance, monitoring, registry, serving, training
 from commands.base import Command
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -22,6 +22,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         *training.INTERNAL,
         *monitoring.PUBLIC,
         *monitoring.INTERNAL,
+        *serving.PUBLIC,
+        *serving.INTERNAL,
     )
 }
 
@@ -30,6 +32,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "governance": "governance.commands",
     "training": "training.commands",
     "monitoring": "monitoring.commands",
+    "serving": "serving.commands",
 }
 
 

@@ -17,7 +17,13 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    fault_injection: bool = False  # StartDeployment may carry `faults` (tests and benchmarks)
+
+
+@dataclass(frozen=True)
 class Deps:
     uow: UnitOfWork
     meta: Meta
     training: TrainingConfig = TrainingConfig()
+    serving: ServingConfig = ServingConfig()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from commands import monitoring_handlers, training_handlers
+from commands import monitoring_handlers, serving_handlers, training_handlers
 from commands.base import Command
 from commands.deps import Deps
 from commands.governance import ApproveSubmission, RejectSubmission, SubmitForApproval
@@ -154,6 +154,7 @@ HANDLERS: dict[type[Command], Handler] = {
     RejectSubmission: reject_submission,
     **training_handlers.HANDLERS,
     **monitoring_handlers.HANDLERS,
+    **serving_handlers.HANDLERS,
 }
 
 
@@ -183,4 +184,5 @@ PREFETCH: dict[type[Command], Callable[[Any], list[UUID]]] = {
     RejectSubmission: lambda c: [c.submission_id],
     **training_handlers.PREFETCH,
     **monitoring_handlers.PREFETCH,
+    **serving_handlers.PREFETCH,
 }

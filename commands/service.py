@@ -16,7 +16,7 @@ from typing import TypeGuard
 from prometheus_client import Counter
 
 from commands.decoding import DeadLetter, Ready, decode
-from commands.deps import Deps, TrainingConfig
+from commands.deps import Deps, ServingConfig, TrainingConfig
 from commands.handlers import HANDLERS, PREFETCH
 from config.settings import Settings
 from domain.base import Meta
@@ -70,7 +70,13 @@ def _apply(
     try:
         with logs.correlated(meta.correlation_id):
             HANDLERS[type(ready.command)](
-                ready.command, deps=Deps(uow, meta, training_config(settings))
+                ready.command,
+                deps=Deps(
+                    uow,
+                    meta,
+                    training_config(settings),
+                    ServingConfig(settings.serving_fault_injection),
+                ),
             )
     except DomainError as exc:
         uow.rollback_command()

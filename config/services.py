@@ -8,7 +8,13 @@ from config.settings import Settings
 # Fixed offsets from settings.metrics_port_base, so `veritas status` knows where to look.
 METRICS_PORT_OFFSET = {"command-handler": 0, "relay": 1, "projector": 2, "training-steps": 3}
 # The sagas' orchestrators serve theirs from settings.saga_metrics_base (+ their slot).
-SAGA_SLOTS = {"training-orchestrator": 0, "drift-monitor": 1, "retraining-orchestrator": 2}
+SAGA_SLOTS = {
+    "training-orchestrator": 0,
+    "drift-monitor": 1,
+    "retraining-orchestrator": 2,
+    "deployment-orchestrator": 3,
+    "serving-controller": 4,
+}
 
 
 def handler_name(instance: int) -> str:

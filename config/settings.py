@@ -122,6 +122,29 @@ class Settings(BaseSettings):
     # + the saga's metrics_slot, on 127.0.0.1; None: metrics_port_base + 20
     saga_metrics_port_base: int | None = None
 
+    # Serving (serving/ on Ray Serve, driven by workers.serving_controller). Off: `veritas up`
+    # starts neither Ray nor the controller (the core stack stays small).
+    serving_enabled: bool = True
+    # An existing Ray cluster (its token: RAY_AUTH_TOKEN, or var/ray/auth_token); None: `veritas
+    # up`'s controller starts a local one with these bounds, no dashboard and no usage stats.
+    ray_address: str | None = Field(
+        None, validation_alias=AliasChoices("RAY_ADDRESS", "VERITAS_RAY_ADDRESS")
+    )
+    ray_num_cpus: int = Field(2, ge=1)
+    ray_object_store_mb: int = Field(200, ge=78)  # Ray's minimum is 75 MiB
+    ray_temp_dir: str = "/tmp/ray-veritas"  # short: Ray's socket paths must fit in 107 bytes
+    ray_allow_any_version: bool = False  # Serve's private deploy path is tested on one Ray only
+    serving_replicas: int = Field(1, ge=1, le=64)  # at start
+    serving_max_replicas: int = Field(2, ge=1, le=64)  # scale-out bound (lag)
+    serving_scale_out_lag: int = Field(5000, ge=1)  # requests behind on inference.requests
+    serving_scale_check_s: float = Field(5.0, gt=0)  # how often the controller reads the lag
+    serving_replica_cpus: float = Field(1.0, gt=0)
+    serving_max_batch: int = Field(500, ge=1, le=10_000)  # requests per Kafka batch
+    serving_batch_wait_s: float = Field(0.005, ge=0)
+    serving_group_id: str = "veritas-serving"
+    # StartDeployment may carry canary `faults` (a slow or failing canary): tests only.
+    serving_fault_injection: bool = False
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"

@@ -51,12 +51,22 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
             "FinishTraining",
             "RecordDriftCheck",
             "RecordAccuracy",
+            "RecordLoadRefused",
+            "RecordServedVersion",
+            "RecordCanaryMeasurement",
+            "RecordScaleOut",
         )
     },
     "SetMonitoringPolicy": _OPERATORS,
+    "StartDeployment": _OPERATORS,
+    # The deployment saga decides promotions and rollbacks; operators may decide by hand.
+    "PromoteCanary": _OPERATORS | _SERVICE,
+    "RollBackCanary": _OPERATORS | _SERVICE,
+    "AbortDeployment": _OPERATORS | _SERVICE,
     "read:registry": ALL_ROLES,
     "read:audit": frozenset({Role.AUDITOR, Role.ADMIN}),
     "read:monitoring": ALL_ROLES,
+    "read:serving": ALL_ROLES,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from events import governance, monitoring, registry, training
+from events import governance, monitoring, registry, serving, training
 from events.base import DomainEvent
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
@@ -10,6 +10,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     **governance.EVENTS,
     **training.EVENTS,
     **monitoring.EVENTS,
+    **serving.EVENTS,
 }
 
 EVENT_TOPICS: dict[str, str] = {

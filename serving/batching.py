@@ -53,6 +53,8 @@ class ServedModel:
     production: Predictor | None
     canary: Predictor | None = None
     canary_threshold: int = 0
+    # Injected into the canary (tests only): {"delay_ms": float, "error": bool}.
+    canary_faults: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,14 @@ class Outcome:
     errors: int = 0
 
 
-def _route(snapshot: Snapshot, request: Request) -> tuple[Predictor, str] | Rejected:
+def _route(snapshot: Snapshot, request: Request) -> tuple[Predictor, str, Any] | Rejected:
     served = snapshot.models.get(request.model_name)
     if served is None:
         return Rejected(
             request.request_id, request.model_name, "unknown_model", "no such model is served"
         )
     if served.canary is not None and routes_to_canary(request.request_id, served.canary_threshold):
-        return served.canary, "canary"
+        return served.canary, "canary", served.canary_faults
     if served.production is None:
         return Rejected(
             request.request_id,
@@ -97,7 +99,7 @@ def _route(snapshot: Snapshot, request: Request) -> tuple[Predictor, str] | Reje
             "no_production_version",
             "the model has no production version loaded",
         )
-    return served.production, "production"
+    return served.production, "production", None
 
 
 def answer(
@@ -109,7 +111,7 @@ def answer(
 ) -> Outcome:
     """Results for parsed ``items`` (``started``: ``time.perf_counter()`` at their arrival)."""
     answers: list[dict[str, Any] | None] = [None] * len(items)
-    groups: dict[int, tuple[Predictor, str, list[int], list[Any]]] = {}
+    groups: dict[int, tuple[Predictor, str, list[int], list[Any], Any]] = {}
     for i, item in enumerate(items):
         if isinstance(item, Rejected):
             answers[i] = error_dict(item)
@@ -118,17 +120,17 @@ def answer(
         if isinstance(routed, Rejected):
             answers[i] = error_dict(routed)
             continue
-        predictor, slot = routed
+        predictor, slot, faults = routed
         row = feature_row(item, predictor.feature_names, predictor.feature_index)
         if isinstance(row, Rejected):
             answers[i] = error_dict(row)
             continue
-        group = groups.setdefault(id(predictor), (predictor, slot, [], []))
+        group = groups.setdefault(id(predictor), (predictor, slot, [], [], faults))
         group[2].append(i)
         group[3].append(row)
     predicted = 0
-    for predictor, slot, idx, rows in groups.values():
-        predicted += _predict_group(predictor, slot, idx, rows, items, answers, started)
+    for predictor, slot, idx, rows, faults in groups.values():
+        predicted += _predict_group(predictor, slot, idx, rows, items, answers, started, faults)
     metrics.BATCH_ROWS.labels(path).observe(len(items))
     out = [a if a is not None else _internal(items[i]) for i, a in enumerate(answers)]
     errors = len(out) - predicted
@@ -147,6 +149,7 @@ def _predict_group(
     items: Sequence[Request | Rejected],
     answers: list[dict[str, Any] | None],
     started: float,
+    faults: Mapping[str, Any] | None = None,
 ) -> int:
     try:
         with np.errstate(over="ignore"):  # beyond float32: inf, refused below
@@ -175,7 +178,17 @@ def _predict_group(
         idx, x = [idx[k] for k in keep.tolist()], x[keep]
         if not idx:
             return 0
-    labels, confidence = predictor.predict(x)
+    try:
+        labels, confidence = _forward(predictor, x, faults)
+    except Exception as exc:  # a failing version answers errors that name it; nothing stops
+        for i in idx:
+            item = items[i]
+            assert isinstance(item, Request)
+            answers[i] = error_dict(
+                Rejected(item.request_id, item.model_name, "internal_error", str(exc)[:200]),
+                predictor.version,
+            )
+        return 0
     latency = time.perf_counter() - started
     classes, version = predictor.classes, predictor.version
     latency_ms = latency * 1000.0
@@ -187,6 +200,17 @@ def _predict_group(
     metrics.LATENCY.observe((model, version), latency, len(idx))
     metrics.REQUESTS.labels(model, version, slot).inc(len(idx))
     return len(idx)
+
+
+def _forward(
+    predictor: Predictor, x: np.ndarray, faults: Mapping[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if faults:
+        if float(faults.get("delay_ms") or 0) > 0:
+            time.sleep(float(faults["delay_ms"]) / 1000.0)
+        if faults.get("error"):
+            raise RuntimeError(f"injected fault in version {predictor.version}")
+    return predictor.predict(x)
 
 
 def _internal(item: Request | Rejected) -> dict[str, Any]:

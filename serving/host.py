@@ -41,6 +41,7 @@ class ModelTarget:
     production: VersionSpec | None
     canary: VersionSpec | None
     canary_threshold: int
+    canary_faults: Mapping[str, Any] | None = None
 
 
 def parse_config(config: Mapping[str, Any]) -> tuple[dict[str, ModelTarget], set[str] | None]:
@@ -59,8 +60,11 @@ def parse_config(config: Mapping[str, Any]) -> tuple[dict[str, ModelTarget], set
             for slot in SLOTS
         }
         share = raw.get("canary_share", DEFAULT_CANARY_SHARE)
+        faults = raw.get("canary_faults")
+        if faults is not None and not isinstance(faults, Mapping):
+            raise ValueError(f"model {name!r}: canary_faults must be an object")
         targets[str(name)] = ModelTarget(
-            specs["production"], specs["canary"], share_threshold(share)
+            specs["production"], specs["canary"], share_threshold(share), faults
         )
     trusted = config.get("trusted_key_ids")
     if trusted is not None and (isinstance(trusted, str) or not isinstance(trusted, list)):
@@ -122,7 +126,11 @@ class ModelHost:
                     if chosen is not previous:
                         swaps.append(_swap(name, slot, chosen, previous))
                 models[name] = ServedModel(
-                    name, slots["production"], slots["canary"], target.canary_threshold
+                    name,
+                    slots["production"],
+                    slots["canary"],
+                    target.canary_threshold,
+                    target.canary_faults,
                 )
             self.snapshot = Snapshot(MappingProxyType(models), current.generation + 1)
             for name in set(current.models) - set(models):

@@ -9,7 +9,8 @@ Request (UTF-8 JSON, Kafka key = ``request_id``)::
 value. A result is ``{request_id, model_name, model_version, prediction, confidence, latency_ms,
 correlation_id}`` where ``prediction`` is the class label from the manifest, ``confidence`` its
 probability and ``latency_ms`` the time in the server from taking the request off the topic (or
-the handle call) to its prediction. An error is ``{request_id, model_name, error, reason_code}``.
+the handle call) to its prediction. An error is ``{request_id, model_name, model_version, error,
+reason_code}`` (``model_version`` null unless a version was reached and failed).
 
 Canary routing: ``canary_bucket(request_id)`` is the first 8 bytes of sha256(request_id) as a
 big-endian integer, mod 10,000; a request goes to the canary when its bucket is below
@@ -170,10 +171,13 @@ def result_dict(
     }
 
 
-def error_dict(rejected: Rejected) -> dict[str, Any]:
+def error_dict(rejected: Rejected, version: str | None = None) -> dict[str, Any]:
+    """``model_version`` names the version that failed (null when none was reached), so the
+    drift monitor and the canary's count join every answer by request id and version."""
     return {
         "request_id": rejected.request_id,
         "model_name": rejected.model_name,
+        "model_version": version,
         "error": rejected.error,
         "reason_code": rejected.reason_code,
     }

@@ -121,7 +121,8 @@ def test_each_bad_request_gets_its_error_and_the_batch_goes_on(value: Any, code:
     out = answer_messages(_snapshot(), [good, _msg(value, b"the-key"), good], 0.0)
     assert [a.get("reason_code") for a in out.answers] == [None, code, None]
     err = out.answers[1]
-    assert set(err) == {"request_id", "model_name", "error", "reason_code"} and err["error"]
+    assert set(err) == {"request_id", "model_name", "model_version", "error", "reason_code"}
+    assert err["error"]
     assert err["request_id"] in ("the-key", "r")  # the key names a request whose body cannot
     assert out.answers[0]["prediction"] == "x" and out.predicted == 2
 
