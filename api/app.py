@@ -20,6 +20,7 @@ from api.routers import (
     audit,
     commands,
     datasets,
+    deployments,
     governance,
     models,
     monitoring,
@@ -29,7 +30,17 @@ from api.routers import (
 from domain.rbac import AuthError
 from veritas.bootstrap import Container, bootstrap
 
-ROUTERS = (probes, commands, models, datasets, governance, audit, training, monitoring)
+ROUTERS = (
+    probes,
+    commands,
+    models,
+    datasets,
+    governance,
+    audit,
+    training,
+    monitoring,
+    deployments,
+)
 
 
 def create_app(container: Container | None = None) -> FastAPI:

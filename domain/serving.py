@@ -47,7 +47,7 @@ class Deployment(Aggregate):
         super().__init__(aggregate_id)
         self.model_name = ""
         self.status = "idle"  # idle | canary | promoted | rolled_back | aborted
-        self.version: str | None = None  # the rollout's version
+        self.rollout: str | None = None  # the rollout's version
         self.from_version: str | None = None
         self.share = 0.0
         self.serving: dict[str, str | None] = {"production": None, "canary": None}
@@ -57,7 +57,7 @@ class Deployment(Aggregate):
     def check_can_start(self, version: str, production: str | None) -> None:
         if self.status == ACTIVE:
             raise InvariantViolation(
-                f"version {self.version} of '{self.model_name}' is still in canary; "
+                f"version {self.rollout} of '{self.model_name}' is still in canary; "
                 "promote or abort it first",
                 "deployment_in_progress",
             )
@@ -66,13 +66,15 @@ class Deployment(Aggregate):
                 "a canary needs a production version to be compared with", "no_production"
             )
         if production == version:
-            raise InvariantViolation(f"version {version} is already in production", "already_in_stage")
+            raise InvariantViolation(
+                f"version {version} is already in production", "already_in_stage"
+            )
 
     def check_rollout(self, version: str) -> None:
-        if self.status != ACTIVE or self.version != version:
+        if self.status != ACTIVE or self.rollout != version:
             raise InvariantViolation(
                 f"no canary of version {version} is open for '{self.model_name or '?'}' "
-                f"(status {self.status}, version {self.version})",
+                f"(status {self.status}, version {self.rollout})",
                 "no_open_canary",
             )
 
@@ -94,11 +96,11 @@ class Deployment(Aggregate):
         self.record(CanaryMeasured(**fields), meta)
 
     def promote(self, measured: dict[str, Any], decision: dict[str, Any], meta: Meta) -> None:
-        assert self.version is not None and self.from_version is not None
+        assert self.rollout is not None and self.from_version is not None
         self.record(
             CanaryPromoted(
                 model_name=self.model_name,
-                version=self.version,
+                version=self.rollout,
                 previous_version=self.from_version,
                 measured=measured,
                 decision=decision,
@@ -107,11 +109,11 @@ class Deployment(Aggregate):
         )
 
     def refuse_promotion(self, detail: str, measured: dict[str, Any], meta: Meta) -> None:
-        assert self.version is not None
+        assert self.rollout is not None
         self.record(
             PromotionRefused(
                 model_name=self.model_name,
-                version=self.version,
+                version=self.rollout,
                 reason_code="approval_required",
                 detail=detail,
             ),
@@ -122,11 +124,11 @@ class Deployment(Aggregate):
     def roll_back(
         self, reason: str, measured: dict[str, Any], decision: dict[str, Any], meta: Meta
     ) -> None:
-        assert self.version is not None
+        assert self.rollout is not None
         self.record(
             CanaryRolledBack(
                 model_name=self.model_name,
-                version=self.version,
+                version=self.rollout,
                 reason=reason,
                 measured=measured,
                 decision=decision,
@@ -135,12 +137,12 @@ class Deployment(Aggregate):
         )
 
     def abort(self, reason: str, meta: Meta) -> None:
-        if self.status != ACTIVE or self.version is None:
+        if self.status != ACTIVE or self.rollout is None:
             raise InvariantViolation(
                 f"'{self.model_name}' has no open rollout to abort", "no_open_canary"
             )
         self.record(
-            DeploymentAborted(model_name=self.model_name, version=self.version, reason=reason), meta
+            DeploymentAborted(model_name=self.model_name, version=self.rollout, reason=reason), meta
         )
 
     def load_refused(self, fields: dict[str, Any], meta: Meta) -> None:
@@ -157,7 +159,7 @@ class Deployment(Aggregate):
         match event:
             case DeploymentStarted():
                 self.model_name, self.status = event.model_name, ACTIVE
-                self.version, self.from_version = event.version, event.from_version
+                self.rollout, self.from_version = event.version, event.from_version
                 self.share = event.canary_share
             case CanaryPromoted():
                 self.status = "promoted"

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from events.envelope import EventEnvelope
 from events.results import CommandResult
 from infra.kafka import headers, where
-from projections import governance, monitoring, registry, training
+from projections import governance, monitoring, registry, serving, training
 from projections.ops import Event, Projection, Row, execute, sql_value
 
 PROJECTIONS: dict[str, Projection] = {
@@ -19,6 +19,7 @@ PROJECTIONS: dict[str, Projection] = {
     **governance.PROJECTIONS,
     **training.PROJECTIONS,
     **monitoring.PROJECTIONS,
+    **serving.PROJECTIONS,
 }
 EVENT_TOPICS = (
     "registry.events",

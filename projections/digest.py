@@ -18,6 +18,8 @@ TABLES: dict[str, str] = {
     "rm_drift_checks": "check_key",
     "rm_accuracy_windows": "window_key",
     "rm_monitoring_policies": "policy_key",
+    "rm_deployments": "model_name",
+    "rm_deployment_history": "history_key",
     "rm_audit_log": "aggregate_id, version",
     "rm_command_status": "command_id",
     "rm_projection_positions": "topic, kafka_partition",

@@ -66,6 +66,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "rm_drift_checks": ("check_key",),
     "rm_accuracy_windows": ("window_key",),
     "rm_monitoring_policies": ("policy_key",),
+    "rm_deployments": ("model_name",),
+    "rm_deployment_history": ("history_key",),
 }
 
 

@@ -108,6 +108,20 @@ MIGRATIONS: list[str] = [
         policy_key text PRIMARY KEY, model_name text NOT NULL, policy jsonb NOT NULL,
         set_by text NOT NULL, set_at timestamptz NOT NULL);
     """,
+    # Serving (projections/serving.py): what each model serves, its rollout, its history.
+    """
+    CREATE TABLE rm_deployments (
+        model_name text PRIMARY KEY, aggregate_id text NOT NULL, status text NOT NULL,
+        production_version text, canary_version text, rollout_version text, from_version text,
+        canary_share double precision NOT NULL, thresholds jsonb NOT NULL, faults jsonb,
+        measured jsonb, decision jsonb, last_refusal jsonb, started_at timestamptz,
+        updated_at timestamptz NOT NULL);
+    CREATE TABLE rm_deployment_history (
+        history_key text PRIMARY KEY, model_name text NOT NULL, seq int NOT NULL,
+        event_type text NOT NULL, version text, detail jsonb NOT NULL, actor text NOT NULL,
+        occurred_at timestamptz NOT NULL);
+    CREATE INDEX rm_deployment_history_model ON rm_deployment_history (model_name, seq);
+    """,
 ]
 
 

@@ -89,11 +89,17 @@ def decide(rollout: Rollout, measured: dict[str, Any]) -> OutgoingCommand | None
     payload: dict[str, Any] = {
         "model_name": rollout.model_name,
         "version": rollout.version,
-        "measured": {"canary": canary, "stable": stable, "stable_version": measured["stable_version"]},
+        "measured": {
+            "canary": canary,
+            "stable": stable,
+            "stable_version": measured["stable_version"],
+        },
         "decision": {**comparison, "outcome": "roll_back" if regressed else "promote"},
     }
     if regressed:
-        return OutgoingCommand("RollBackCanary", {**payload, "reason": regressed[0]}, rollout.model_name)
+        return OutgoingCommand(
+            "RollBackCanary", {**payload, "reason": regressed[0]}, rollout.model_name
+        )
     return OutgoingCommand("PromoteCanary", payload, rollout.model_name)
 
 
@@ -108,7 +114,9 @@ def policy(rollout: Rollout, what: PolicyInput) -> list[OutgoingCommand]:
         reason = f"load_refused:{p['reason']}"
         return [
             OutgoingCommand(
-                "AbortDeployment", {"model_name": rollout.model_name, "reason": reason}, rollout.model_name
+                "AbortDeployment",
+                {"model_name": rollout.model_name, "reason": reason},
+                rollout.model_name,
             )
         ]
     return []

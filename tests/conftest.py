@@ -26,6 +26,11 @@ TEST_ENV = {
     "VERITAS_HEALTH_STALL_AFTER_S": "6",
     # The training saga's tests inject failures (StartTraining.faults); off by default.
     "VERITAS_TRAINING_FAULT_INJECTION": "true",
+    # Serving (Ray) only where a test starts it (tests/e2e/test_serving.py): the core stack stays
+    # small. Its canary tests inject a slow or failing canary.
+    "VERITAS_SERVING_ENABLED": "false",
+    "VERITAS_SERVING_FAULT_INJECTION": "true",
+    "VERITAS_RAY_TEMP_DIR": f"/tmp/ray-vt{_SLOT}",
 }
 
 

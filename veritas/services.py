@@ -51,6 +51,20 @@ def _commands(s: Settings) -> dict[str, list[str]]:
     }
 
 
+def _serving_commands(s: Settings) -> dict[str, list[str]]:
+    """Serving: the deployment saga and the controller, which starts (or joins) Ray and Serve."""
+    py = sys.executable
+    return {
+        "deployment-orchestrator": [py, "-m", "workers.deployment_orchestrator"],
+        "serving-controller": [py, "-m", "workers.serving_controller"],
+    }
+
+
+def enabled(s: Settings) -> dict[str, list[str]]:
+    """What `up` starts: every service, serving's only with settings.serving_enabled."""
+    return {**_commands(s), **(_serving_commands(s) if s.serving_enabled else {})}
+
+
 def programs(s: Settings) -> list[supervisor.Program]:
     """Everything the supervisor runs: the embedded broker and Postgres (when used) and the services."""
     out: list[supervisor.Program] = []
@@ -64,6 +78,9 @@ def programs(s: Settings) -> list[supervisor.Program]:
         out.append(supervisor.Program("postgres", command, 10, "INT", 60, user, startsecs=3))
     for name, command in _commands(s).items():
         out.append(supervisor.Program(name, command, 90 if name == "api" else 50))
+    # Always configured (a test starts them on demand); Ray's shutdown needs its time.
+    for name, command in _serving_commands(s).items():
+        out.append(supervisor.Program(name, command, 60, stopwaitsecs=60, startsecs=5))
     return out
 
 
@@ -145,9 +162,16 @@ def wait_healthy(s: Settings, names: list[str], timeout_s: float = 90.0) -> None
 
 def up(s: Settings, timeout_s: float = 90.0) -> None:
     prepare(s)
-    for name in _commands(s):
+    for name in enabled(s):
         supervisor.start(s, name)
-    wait_healthy(s, list(_commands(s)), timeout_s)
+    wait_healthy(s, list(enabled(s)), timeout_s)
+
+
+def start_serving(s: Settings, timeout_s: float = 90.0) -> None:
+    """Start serving's services on a running stack (whatever settings.serving_enabled says)."""
+    for name in _serving_commands(s):
+        supervisor.start(s, name)
+    wait_healthy(s, list(_serving_commands(s)), timeout_s)
 
 
 def kill_service(s: Settings, name: str) -> int | None:
@@ -214,7 +238,7 @@ def status(s: Settings) -> list[health.Component]:
     sampled = health.sample(s, load_positions, count_projection_errors)
     by_name = {c.name: c for c in sampled}
     out = [by_name.pop("kafka"), by_name.pop("postgres")]
-    for name in _commands(s):
+    for name in enabled(s):
         proc = by_name.pop(f"process:{name}", None)
         pid = service_pid(s, name)
         ok = _service_healthy(s, name)

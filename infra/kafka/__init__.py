@@ -51,6 +51,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("inference.requests"),
     TopicSpec("inference.results"),
     TopicSpec("inference.feedback"),
+    # Internal: the serving replicas' reports (loads refused, versions put into service), which
+    # the serving controller records as serving commands.
+    TopicSpec("serving.reports", partitions=1),
     # Internal: the relay's committed position, written in the same Kafka transaction as the events.
     TopicSpec(RELAY_POSITION_TOPIC, partitions=1, config={"cleanup.policy": "compact"}),
 )

@@ -33,6 +33,8 @@ def test_every_service_and_the_embedded_infrastructure_is_supervised(tmp_path: P
         "drift-monitor",
         "retraining-orchestrator",
         "api",
+        "deployment-orchestrator",
+        "serving-controller",
     }
     for name in programs:
         p = cfg[f"program:{name}"]
