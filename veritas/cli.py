@@ -11,7 +11,7 @@ import typer
 
 from config.settings import Settings
 from infra.auth import issue_token
-from veritas import cli_monitoring, cli_training, services
+from veritas import cli_monitoring, cli_serving, cli_training, services
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
 
@@ -220,6 +220,7 @@ def audit_cmd(
 
 cli_training.register(app)
 cli_monitoring.register(app)
+cli_serving.register(app)
 
 
 @app.command()
