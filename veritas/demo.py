@@ -16,7 +16,7 @@ from config.settings import Settings
 from domain.registry import model_id
 from infra.auth import issue_token
 from projections.replay import replay
-from veritas import demo_monitoring, demo_training
+from veritas import demo_monitoring, demo_serving, demo_training
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
 
@@ -204,6 +204,8 @@ def run(s: Settings) -> int:
     ok &= trained
     if trained:
         ok &= demo_monitoring.run(api, _post, tok, name, version)
+        if s.serving_enabled:
+            ok &= demo_serving.run(s, api, _post, tok, name, version)
     print("\ndemo " + ("succeeded" if ok else "FAILED"))
     c.close()
     return 0 if ok else 1
