@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from config.services import metrics_port
 from config.settings import Settings
@@ -271,6 +274,65 @@ def _refusal(client: httpx.Client, model: str, version: str) -> dict[str, Any]:
             return dict(hits[-1]["detail"])
         time.sleep(0.5)
     raise AssertionError(f"no LoadRefused for {version}")
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def malformed(draw: st.DrawFn, model: str, rid: str) -> bytes:
+    """A request that must get an error result (never a prediction), its id `rid` or none."""
+    kind = draw(st.sampled_from(["bytes", "json", "fields", "features"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=40).filter(lambda b: not b.strip().startswith(b"{")))
+    if kind == "json":
+        return orjson.dumps(draw(JSONISH.filter(lambda v: not isinstance(v, dict))))
+    body: dict[str, Any] = {"request_id": rid, "model_name": model, "features": [0.0] * 64}
+    if kind == "fields":
+        field = draw(st.sampled_from(["model_name", "features", "correlation_id", "extra"]))
+        bad = draw(JSONISH.filter(lambda v: not isinstance(v, str | None | list | dict)))
+        body[field] = bad
+    else:
+        n = draw(st.integers(0, 70).filter(lambda n: n != 64))
+        body["features"] = draw(
+            st.one_of(
+                st.lists(st.floats(allow_nan=False), min_size=n, max_size=n),
+                st.lists(JSONISH, min_size=64, max_size=64).filter(
+                    lambda xs: any(type(x) not in (int, float) for x in xs)
+                ),
+                st.just([1e300] * 64),  # beyond float32: not finite
+            )
+        )
+    return orjson.dumps(body)
+
+
+def test_malformed_requests_get_error_results_and_the_stream_keeps_flowing(
+    serving: Settings, model: str
+) -> None:
+    sent: dict[str, bytes] = {}
+
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def batch(data: st.DataObject) -> None:
+        prefix = uuid.uuid4().hex[:8]
+        for i in range(25):
+            rid = f"fz-{prefix}-{i:03d}"
+            sent[rid] = data.draw(malformed(model, rid))
+
+    batch()
+    s.produce_all(serving.kafka_bootstrap_servers, "inference.requests", [(k.encode(), v) for k, v in sent.items()])  # fmt: skip
+    good = _send(serving, model, s.holdout_rows(50))  # after the fuzz: still answered
+    got = _once(_results(serving, set(sent) | good))
+    codes = Counter(got[k].get("reason_code") for k in sent)
+    assert None not in codes, [sent[k] for k in sent if "reason_code" not in got[k]][:3]
+    assert set(codes) <= {"invalid_json", "schema_violation", "wrong_feature_count"}, codes
+    assert all("reason_code" not in got[k] and got[k]["model_version"] for k in good)
 
 
 def _replica_pids(st: Settings) -> set[int]:
