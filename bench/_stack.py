@@ -35,6 +35,8 @@ BENCH_ENV = {
     "VERITAS_PG_PORT": "35433",
     "VERITAS_API_PORT": "38000",
     "VERITAS_METRICS_PORT_BASE": "39101",
+    # The write-path and memory benches measure the core stack (bench/serving_memory.py: with).
+    "VERITAS_SERVING_ENABLED": "false",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

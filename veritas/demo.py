@@ -203,9 +203,9 @@ def run(s: Settings) -> int:
     trained, name, version = demo_training.run(api, _post, tok)
     ok &= trained
     if trained:
-        ok &= demo_monitoring.run(api, _post, tok, name, version)
-        if s.serving_enabled:
+        if s.serving_enabled:  # before monitoring, which retrains (a new version) on drift
             ok &= demo_serving.run(s, api, _post, tok, name, version)
+        ok &= demo_monitoring.run(api, _post, tok, name, version)
     print("\ndemo " + ("succeeded" if ok else "FAILED"))
     c.close()
     return 0 if ok else 1

@@ -83,13 +83,13 @@ def run(
     s: Settings, api: httpx.Client, post: Post, tok: dict[str, str], name: str, version: str
 ) -> bool:
     hdr = {"authorization": f"Bearer {tok['alice']}"}
-    print("\n== 10. Serving: the promoted version answers inference.requests (Ray Serve)")
+    print("\n== 9a. Serving: the promoted version answers inference.requests (Ray Serve)")
     d = _wait(api, hdr, name, lambda x: x["production_version"] == version)
     result = predict_once(s, name, ROW)
     print(f"   veritas predict {name}: {result}")
     ok = bool(result) and result.get("model_version") == version  # type: ignore[union-attr]
 
-    print("== 11. A canary (20% of requests by sha256(request_id)) promoted by the saga")
+    print("== 9b. A canary (20% of requests by sha256(request_id)) promoted by the saga")
     new = _second_version(api, post, tok, name, version)
     stop = threading.Event()
     feeder = threading.Thread(target=_stream, args=(s, name, stop))
@@ -110,7 +110,7 @@ def run(
     d = _wait(api, hdr, name, lambda x: x["production_version"] == new)
     ok &= d.get("production_version") == new
 
-    print("== 12. Rollback: RollbackProduction in the registry, and serving follows its event")
+    print("== 9c. Rollback: RollbackProduction in the registry, and serving follows its event")
     post(api, tok["olga"], "RollbackProduction", {"model_name": name, "reason": "demo rollback"})
     d = _wait(api, hdr, name, lambda x: x["production_version"] == version)
     result = predict_once(s, name, ROW)

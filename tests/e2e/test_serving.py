@@ -10,6 +10,7 @@ share the model, each leaving production where the next expects it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -292,7 +292,7 @@ def malformed(draw: st.DrawFn, model: str, rid: str) -> bytes:
     if kind == "bytes":
         return draw(st.binary(max_size=40).filter(lambda b: not b.strip().startswith(b"{")))
     if kind == "json":
-        return orjson.dumps(draw(JSONISH.filter(lambda v: not isinstance(v, dict))))
+        return json.dumps(draw(JSONISH.filter(lambda v: not isinstance(v, dict)))).encode()
     body: dict[str, Any] = {"request_id": rid, "model_name": model, "features": [0.0] * 64}
     if kind == "fields":
         field = draw(st.sampled_from(["model_name", "features", "correlation_id", "extra"]))
@@ -309,7 +309,7 @@ def malformed(draw: st.DrawFn, model: str, rid: str) -> bytes:
                 st.just([1e300] * 64),  # beyond float32: not finite
             )
         )
-    return orjson.dumps(body)
+    return json.dumps(body).encode()  # big integers and Infinity included (json, not orjson)
 
 
 def test_malformed_requests_get_error_results_and_the_stream_keeps_flowing(
