@@ -29,6 +29,7 @@ COMMAND_TOPICS = (
     "governance.commands",
     "training.commands",
     "monitoring.commands",
+    "serving.commands",
 )
 PROJECTED_TOPICS = (
     "registry.events",
