@@ -82,6 +82,7 @@ class Controller:
         self.counts: dict[str, CanaryCount] = {}
         self.replicas = settings.serving_replicas
         self.generation = 0
+        self.run_id = uuid4().hex[:12]  # a restarted controller's generations are new causes
         self.deployed: dict[str, Any] | None = None
         self.app: Any = None
         self.next_scale_check = 0.0
@@ -191,7 +192,7 @@ class Controller:
         self.deployed = config
 
     def _report(self, report: dict[str, Any]) -> None:
-        got = report_command(report, self.generation)
+        got = report_command(report, f"{self.run_id}/{self.generation}")
         if got is not None:
             self._send(*got)
 

@@ -56,7 +56,7 @@ def user_config(
     return {"models": models, "trusted_key_ids": None, "batch": batch}
 
 
-def report_command(report: dict[str, Any], generation: int) -> tuple[str, OutgoingCommand] | None:
+def report_command(report: dict[str, Any], generation: str) -> tuple[str, OutgoingCommand] | None:
     """A replica's report as a serving command, with the cause its id is derived from: every
     replica reports the same change of one deployment, and those repeats share the id."""
     model, slot, version = report.get("model_name"), report.get("slot"), report.get("version")

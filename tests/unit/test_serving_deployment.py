@@ -169,12 +169,12 @@ def test_the_canary_count_measures_once_with_error_rate_and_p95() -> None:
 
 def test_replica_reports_become_commands_whose_repeats_share_an_id() -> None:
     refused = {"kind": "load_refused", "model_name": "m", "slot": "production", "version": "2.0.0", "reason": "sha256_mismatch", "detail": "x", "still_serving": "1.0.0", "origin": "r1"}  # fmt: skip
-    a, b = report_command(refused, 3), report_command({**refused, "origin": "r2"}, 3)
+    a, b = report_command(refused, "run/3"), report_command({**refused, "origin": "r2"}, "run/3")
     assert a is not None and b is not None and a[0] == b[0]
     assert a[1].type == "RecordLoadRefused" and a[1].payload["reason"] == "sha256_mismatch"
-    swap = report_command({"kind": "serving", "model_name": "m", "slot": "canary", "version": None}, 3)  # fmt: skip
+    swap = report_command({"kind": "serving", "model_name": "m", "slot": "canary", "version": None}, "run/3")  # fmt: skip
     assert swap is not None and swap[1].type == "RecordServedVersion"
-    assert report_command({"kind": "config_invalid", "detail": "x"}, 3) is None
+    assert report_command({"kind": "config_invalid", "detail": "x"}, "run/3") is None
     assert scale_decision(10, 1, 5, 2) == 2 and scale_decision(10, 2, 5, 2) is None
     assert scale_decision(5, 1, 5, 2) is None
     assert deployment_id("m") == deployment_id("m")
