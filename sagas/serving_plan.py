@@ -51,6 +51,11 @@ class Plan:
     versions: dict[str, VersionInfo] = field(default_factory=dict)  # by ModelVersion id
     production: dict[str, str] = field(default_factory=dict)
     rollouts: dict[str, Rollout] = field(default_factory=dict)  # open canaries by model
+    # Versions a replica refused to load, and the production version last put into service: a
+    # refused production version is not asked for again, so a new replica (a restart, a scale
+    # out) loads what the others kept serving instead of starting with nothing.
+    refused: set[tuple[str, str]] = field(default_factory=set)
+    served: dict[str, str] = field(default_factory=dict)
 
     def apply(self, env: EventEnvelope) -> None:
         p, agg = env.payload, str(env.aggregate_id)
@@ -76,6 +81,10 @@ class Plan:
                 )
             case "CanaryPromoted" | "CanaryRolledBack" | "DeploymentAborted":
                 self.rollouts.pop(p["model_name"], None)
+            case "LoadRefused":
+                self.refused.add((p["model_name"], p["version"]))
+            case "ServedVersionChanged" if p["slot"] == "production" and p["version"]:
+                self.served[p["model_name"]] = p["version"]
 
     def version(self, model: str, version: str) -> VersionInfo | None:
         for v in self.versions.values():
@@ -88,6 +97,8 @@ class Plan:
         out: dict[str, dict[str, Any]] = {}
         for model in sorted(set(self.production) | set(self.rollouts)):
             prod = self.production.get(model)
+            if prod is not None and (model, prod) in self.refused:
+                prod = self.served.get(model)
             info = self.version(model, prod) if prod else None
             entry: dict[str, Any] = {
                 "production": Target(info, "production") if info else None,
@@ -96,7 +107,11 @@ class Plan:
                 "canary_faults": None,
             }
             r = self.rollouts.get(model)
-            canary = self.version(model, r.version) if r else None
+            canary = (
+                self.version(model, r.version)
+                if r and (model, r.version) not in self.refused
+                else None
+            )
             if r is not None and canary is not None:
                 stage = "production" if "production" in canary.approved_for else "staging"
                 entry.update(

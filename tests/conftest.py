@@ -31,6 +31,10 @@ TEST_ENV = {
     "VERITAS_SERVING_ENABLED": "false",
     "VERITAS_SERVING_FAULT_INJECTION": "true",
     "VERITAS_RAY_TEMP_DIR": f"/tmp/ray-vt{_SLOT}",
+    # A backlog of a few seconds' work scales serving out to its bound (the last serving test).
+    "VERITAS_SERVING_SCALE_OUT_LAG": "3000",
+    "VERITAS_SERVING_SCALE_CHECK_S": "1",
+    "VERITAS_SERVING_MAX_REPLICAS": "2",
 }
 
 

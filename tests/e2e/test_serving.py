@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from config.services import metrics_port
 from config.settings import Settings
+from domain.serving import fleet_id
 from infra import supervisor
 from ml import signing
 from ml.store import ArtifactStore
@@ -388,3 +389,19 @@ def test_a_tampered_or_foreign_signed_version_is_refused_and_the_previous_keeps_
         got = _once(_results(serving, _send(serving, model, s.holdout_rows(20))))
         assert {r["model_version"] for r in got.values()} == {"1.2.0"}
     assert d.deployment(ops, model)["production_version"] == "1.2.0"  # type: ignore[index]
+
+
+def test_a_backlog_scales_serving_out_within_its_bound_and_loses_nothing(
+    serving: Settings, model: str
+) -> None:
+    """Last: it leaves two replicas. settings: lag 3,000, checked every second, bound 2."""
+    ids = _send(serving, model, s.holdout_rows(40_000))
+    auditor = t.api(serving, "auditor", subject="audrey")
+    url = f"/audit/ServingFleet/{fleet_id()}"
+    trail = s.wait_for(lambda: (r := auditor.get(url)).status_code == 200 and r.json(), 180, 1.0)
+    scaled = [e["payload"] for e in trail["events"] if e["type"] == "ScaledOut"]
+    assert scaled[0]["from_replicas"] == 1 and scaled[0]["to_replicas"] == 2, scaled
+    assert scaled[0]["lag"] > scaled[0]["threshold"] == 3000 and trail["chain_valid"]
+    got = _once(_results(serving, ids, timeout_s=300))
+    assert len(got) == len(ids) and not [r for r in got.values() if "reason_code" in r]
+    s.wait_for(lambda: len(_replica_pids(serving)) == 2, 120, 1.0)

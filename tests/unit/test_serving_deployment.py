@@ -178,3 +178,17 @@ def test_replica_reports_become_commands_whose_repeats_share_an_id() -> None:
     assert scale_decision(10, 1, 5, 2) == 2 and scale_decision(10, 2, 5, 2) is None
     assert scale_decision(5, 1, 5, 2) is None
     assert deployment_id("m") == deployment_id("m")
+
+
+def test_a_refused_production_version_is_not_asked_for_again() -> None:
+    plan = Plan()
+    art = {"sha256": "a" * 64, "signature": "s"}
+    plan.apply(_env("ModelRegistered", {"name": "m"}, "model"))
+    for v in ("1.0.0", "2.0.0"):
+        plan.apply(_env("ModelVersionRegistered", {"model_name": "m", "version": v, "artifact": art}, v))  # fmt: skip
+    plan.apply(_env("ProductionVersionChanged", {"version": "1.0.0"}, "model"))
+    plan.apply(_env("ServedVersionChanged", {"model_name": "m", "slot": "production", "version": "1.0.0"}, "dep"))  # fmt: skip
+    plan.apply(_env("ProductionVersionChanged", {"version": "2.0.0"}, "model"))
+    assert plan.targets()["m"]["production"].info.version == "2.0.0"
+    plan.apply(_env("LoadRefused", {"model_name": "m", "version": "2.0.0", "slot": "production"}, "dep"))  # fmt: skip
+    assert plan.targets()["m"]["production"].info.version == "1.0.0"  # what the replicas kept
