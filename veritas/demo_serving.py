@@ -108,12 +108,13 @@ def run(
         f" ms vs limit {decision.get('p95_latency', {}).get('limit_ms')} ms"
     )
     d = _wait(api, hdr, name, lambda x: x["production_version"] == new)
+    print(f"   serving production {d.get('production_version')} (was {version}), no canary")
     ok &= d.get("production_version") == new
 
     print("== 9c. Rollback: RollbackProduction in the registry, and serving follows its event")
     post(api, tok["olga"], "RollbackProduction", {"model_name": name, "reason": "demo rollback"})
     d = _wait(api, hdr, name, lambda x: x["production_version"] == version)
     result = predict_once(s, name, ROW)
-    print(f"   serving {d.get('production_version')}; a prediction now: {result}")
+    print(f"   serving production {d.get('production_version')} again; a prediction: {result}")
     ok &= bool(result) and result.get("model_version") == version  # type: ignore[union-attr]
     return ok
