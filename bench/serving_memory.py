@@ -76,7 +76,19 @@ def measure(st: Settings) -> list[list[Any]]:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         rows.append([name, len(procs), round(rss / MIB), round(pss / MIB)])
+        if name == "serving-controller":
+            _breakdown(procs)
     return rows
+
+
+def _breakdown(procs: list[Any]) -> None:
+    """The controller's tree process by process (Ray's own processes, the Serve actors)."""
+    for p in procs:
+        try:
+            title = " ".join(p.cmdline())[:70]
+            print(f"   {p.pid:>7} {p.memory_info().rss / MIB:7.0f} MiB  {title}", flush=True)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
 
 
 def main() -> None:
