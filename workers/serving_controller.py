@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -34,6 +35,7 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge
 
+from commands.catalog import topic_for
 from config.settings import Settings
 from events.envelope import EventEnvelope
 from infra import kafka, keys
@@ -260,10 +262,6 @@ class Controller:
             probe.close()
 
     def _send(self, cause: str, cmd: OutgoingCommand) -> None:
-        from datetime import UTC, datetime
-
-        from commands.catalog import topic_for
-
         cid = command_id(NAME, cause, 0, cmd.type)
         value = envelope_bytes(cmd, cid, None, datetime.now(UTC))
         headers: list[tuple[str, str | bytes | None]] = [("authorization", self.token.header())]
