@@ -17,6 +17,10 @@ SAGA_SLOTS = {
 }
 
 
+# Started by `up` only with settings.serving_enabled (else on demand): stopped, they are not down.
+SERVING_SERVICES = ("deployment-orchestrator", "serving-controller")
+
+
 def handler_name(instance: int) -> str:
     """The service name of command-handler instance `instance` (0 keeps the plain name)."""
     return "command-handler" if instance == 0 else f"command-handler-{instance}"

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import psycopg
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 
+from config.services import SERVING_SERVICES
 from config.settings import Settings
 from infra import kafka, supervisor
 from infra.postgres import server as pg
@@ -212,6 +213,8 @@ def processes(s: Settings) -> list[Component]:
     """The supervisor's view of every program, when the stack runs under one."""
     out = []
     for name, info in supervisor.all_info(s).items():
+        if name in SERVING_SERVICES and not s.serving_enabled and info.state == "STOPPED":
+            continue  # serving is off here, not down; a crashed one is EXITED/FATAL, still shown
         ok = info.state == "RUNNING"
         out.append(
             Component(f"process:{name}", "ok" if ok else "down", f"{info.state} {info.description}")

@@ -25,6 +25,9 @@ ENV = {
     "VERITAS_PG_PORT": str(PORTS["pg"]),
     "VERITAS_API_PORT": str(PORTS["api"]),
     "VERITAS_METRICS_PORT_BASE": str(PORTS["metrics"]),
+    # The core stack's lifecycle, also when this test runs alone (before any test has set the
+    # session's variables): serving (Ray) has its own tests.
+    "VERITAS_SERVING_ENABLED": "false",
 }
 
 
