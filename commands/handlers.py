@@ -14,6 +14,8 @@ from commands import monitoring_handlers, serving_handlers, training_handlers
 from commands.base import Command
 from commands.deps import Deps
 from commands.governance import ApproveSubmission, RejectSubmission, SubmitForApproval
+from commands.loads import load_model as _model
+from commands.loads import load_version as _version
 from commands.registry import (
     ArchiveModelVersion,
     RegisterDataset,
@@ -37,18 +39,6 @@ from domain.registry import (
 __all__ = ["HANDLERS", "PREFETCH", "Deps"]
 
 Handler = Callable[..., None]
-
-
-def _model(deps: Deps, name: str) -> RegisteredModel:
-    model = deps.uow.get(RegisteredModel, model_id(name))
-    model.check_exists(name)
-    return model
-
-
-def _version(deps: Deps, model_name: str, version: str) -> ModelVersion:
-    mv = deps.uow.get(ModelVersion, version_id(model_name, version))
-    mv.check_exists(model_name, version)
-    return mv
 
 
 def register_model(cmd: RegisterModel, *, deps: Deps) -> None:

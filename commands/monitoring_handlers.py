@@ -10,21 +10,11 @@ from uuid import UUID
 
 from commands.base import Command
 from commands.deps import Deps
+from commands.loads import load_model as _model
+from commands.loads import load_version as _version
 from commands.monitoring import RecordAccuracy, RecordDriftCheck, SetMonitoringPolicy
 from domain.monitoring import Monitor, monitor_id
-from domain.registry import ModelVersion, RegisteredModel, model_id, version_id
-
-
-def _model(deps: Deps, name: str) -> RegisteredModel:
-    model = deps.uow.get(RegisteredModel, model_id(name))
-    model.check_exists(name)
-    return model
-
-
-def _version(deps: Deps, name: str, version: str) -> ModelVersion:
-    mv = deps.uow.get(ModelVersion, version_id(name, version))
-    mv.check_exists(name, version)
-    return mv
+from domain.registry import RegisteredModel, model_id, version_id
 
 
 def training_config(deps: Deps, model: RegisteredModel, version: str) -> dict[str, Any] | None:

@@ -11,6 +11,8 @@ from uuid import UUID
 
 from commands.base import Command
 from commands.deps import Deps
+from commands.loads import load_model as _model
+from commands.loads import load_version as _version
 from commands.serving import (
     AbortDeployment,
     PromoteCanary,
@@ -22,20 +24,8 @@ from commands.serving import (
     StartDeployment,
 )
 from domain.errors import InvariantViolation
-from domain.registry import ModelVersion, RegisteredModel, model_id, version_id
+from domain.registry import model_id, version_id
 from domain.serving import Deployment, ServingFleet, deployment_id, fleet_id
-
-
-def _model(deps: Deps, name: str) -> RegisteredModel:
-    model = deps.uow.get(RegisteredModel, model_id(name))
-    model.check_exists(name)
-    return model
-
-
-def _version(deps: Deps, name: str, version: str) -> ModelVersion:
-    mv = deps.uow.get(ModelVersion, version_id(name, version))
-    mv.check_exists(name, version)
-    return mv
 
 
 def _deployment(deps: Deps, name: str) -> Deployment:

@@ -5,19 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+
+from projections.queries import fetch_all as _all
 
 Row = dict[str, Any]
 COLS = (
     "check_key AS id, model_name, version, window_id, score, severity, drifted, bounds, method,"
     " detected_event_id, report_sha256, retraining, checked_at"
 )
-
-
-async def _all(conn: AsyncConnection, query: str, params: tuple[Any, ...]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query.encode(), params)
-        return await cur.fetchall()
 
 
 async def list_checks(

@@ -24,7 +24,7 @@ def decode_cursor(cursor: str) -> str:
         raise ValueError("invalid cursor") from None
 
 
-async def _all(
+async def fetch_all(
     conn: AsyncConnection, query: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()
 ) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -33,7 +33,7 @@ async def _all(
 
 
 async def _one(conn: AsyncConnection, query: str, params: tuple[Any, ...] = ()) -> Row | None:
-    rows = await _all(conn, query, params)
+    rows = await fetch_all(conn, query, params)
     return rows[0] if rows else None
 
 
@@ -75,7 +75,7 @@ async def list_models(
         where.append("m.name > %s")
         params.append(after)
     params.append(limit)
-    return await _all(
+    return await fetch_all(
         conn, f"{MODEL_SELECT} WHERE {' AND '.join(where)} ORDER BY m.name LIMIT %s", params
     )
 
@@ -98,7 +98,7 @@ async def get_model_json(conn: AsyncConnection, name: str) -> bytes | None:
 
 
 async def list_versions(conn: AsyncConnection, name: str) -> list[Row]:
-    return await _all(
+    return await fetch_all(
         conn,
         "SELECT * FROM rm_model_versions WHERE model_name = %s ORDER BY major, minor, patch",
         (name,),
@@ -114,7 +114,7 @@ async def get_version(conn: AsyncConnection, name: str, version: str) -> Row | N
 
 
 async def stage_history(conn: AsyncConnection, name: str, version: str) -> list[Row]:
-    return await _all(
+    return await fetch_all(
         conn,
         "SELECT * FROM rm_stage_history WHERE model_name = %s AND version = %s ORDER BY occurred_at, event_version",
         (name, version),
@@ -132,7 +132,7 @@ async def list_datasets(
         where.append("(name || '@' || version) > %s")
         params.append(after)
     params.append(limit)
-    return await _all(
+    return await fetch_all(
         conn,
         f"SELECT * FROM rm_datasets WHERE {' AND '.join(where)} ORDER BY name || '@' || version LIMIT %s",
         params,
@@ -162,7 +162,7 @@ async def list_submissions(
         where.append("submission_id::text > %s")
         params.append(after)
     params.append(limit)
-    return await _all(
+    return await fetch_all(
         conn,
         f"SELECT * FROM rm_submissions WHERE {' AND '.join(where)} ORDER BY submission_id::text LIMIT %s",
         params,
@@ -176,7 +176,7 @@ async def get_command_status(conn: AsyncConnection, command_id: str) -> Row | No
 async def events_projected(conn: AsyncConnection, refs: list[tuple[str, int]]) -> bool:
     if not refs:
         return True
-    rows = await _all(
+    rows = await fetch_all(
         conn,
         "SELECT count(*) AS n FROM rm_audit_log a JOIN unnest(%s::uuid[], %s::int[]) AS r(id, v)"
         " ON a.aggregate_id = r.id AND a.version = r.v",
@@ -186,7 +186,7 @@ async def events_projected(conn: AsyncConnection, refs: list[tuple[str, int]]) -
 
 
 async def audit_trail(conn: AsyncConnection, aggregate_type: str, aggregate_id: str) -> list[Row]:
-    return await _all(
+    return await fetch_all(
         conn,
         "SELECT envelope FROM rm_audit_log WHERE aggregate_type = %s AND aggregate_id = %s ORDER BY version",
         (aggregate_type, aggregate_id),
@@ -200,7 +200,7 @@ async def model_as_of(conn: AsyncConnection, name: str, as_of: datetime) -> Row 
     )
     if model is None:
         return None
-    versions = await _all(
+    versions = await fetch_all(
         conn,
         "SELECT v.version, v.created_at, v.metrics,"
         " coalesce((SELECT h.to_stage FROM rm_stage_history h WHERE h.aggregate_id = v.aggregate_id"

@@ -5,19 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+
+from projections.queries import fetch_all as _all
 
 Row = dict[str, Any]
 COLS = (
     "model_name, status, production_version, canary_version, rollout_version, from_version,"
     " canary_share, thresholds, faults, measured, decision, last_refusal, started_at, updated_at"
 )
-
-
-async def _all(conn: AsyncConnection, query: str, params: tuple[Any, ...]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query.encode(), params)
-        return await cur.fetchall()
 
 
 async def list_deployments(conn: AsyncConnection) -> list[Row]:

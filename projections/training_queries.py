@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+
+from projections.queries import fetch_all as _all
 
 Row = dict[str, Any]
 RUN_COLS = (
@@ -13,12 +14,6 @@ RUN_COLS = (
     " gates, trigger, current_step, gate_results, compensations, progress, retries, cause,"
     " failed_step, error, version, artifact_sha256, submission_id, created_at, updated_at"
 )
-
-
-async def _all(conn: AsyncConnection, query: str, params: tuple[Any, ...]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query.encode(), params)
-        return await cur.fetchall()
 
 
 async def list_runs(

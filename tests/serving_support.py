@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -228,3 +230,52 @@ class Results:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class Stream:
+    """Steady requests for `model` on `topic` from a thread; each request's partition and offset
+    kept (a result's order is checked against where its request landed)."""
+
+    def __init__(
+        self, servers: str, topic: str, rate: float, rows: list[list[float]], model: str = "digits"
+    ) -> None:
+        self.servers, self.topic, self.rate, self.rows, self.model = (
+            servers,
+            topic,
+            rate,
+            rows,
+            model,
+        )
+        self.prefix = uuid.uuid4().hex[:8]
+        self.placed: dict[str, tuple[int, int]] = {}
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def ids(self) -> set[str]:
+        return {f"{self.prefix}-{i:08d}" for i in range(self.sent)}
+
+    def _run(self) -> None:
+        p = producer(self.servers)
+
+        def placed(err: Any, msg: Any) -> None:
+            if err is None:
+                self.placed[msg.key().decode()] = (msg.partition(), msg.offset())
+
+        start = time.perf_counter()
+        while not self._stop.is_set():
+            while self.sent < int((time.perf_counter() - start) * self.rate):
+                i = self.sent
+                body = request(i, self.rows[i % len(self.rows)], self.model, self.prefix)
+                p.produce(self.topic, body, f"{self.prefix}-{i:08d}".encode(), on_delivery=placed)
+                self.sent += 1
+            p.poll(0.01)
+        p.flush(30)

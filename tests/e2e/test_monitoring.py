@@ -51,11 +51,7 @@ def _produce(s: Settings, name: str, version: str, X: np.ndarray, y: np.ndarray)
 
 
 def _events(s: Settings, name: str) -> list[EventEnvelope]:
-    c = bootstrap(s)
-    try:
-        return c.store.load(monitor_id(name))
-    finally:
-        c.close()
+    return t.stream(s, str(monitor_id(name)))
 
 
 def _wait_windows(s: Settings, name: str, n: int, timeout_s: float = 300) -> list[EventEnvelope]:

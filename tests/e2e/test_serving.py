@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -85,46 +84,6 @@ def model(serving: Settings, ops: httpx.Client, arts: list[Path]) -> str:
     return name
 
 
-class Stream:
-    """Steady requests for `model` from a thread; each request's partition and offset kept."""
-
-    def __init__(self, st: Settings, model: str, rows: list[list[float]], rate: float) -> None:
-        self.st, self.model, self.rows, self.rate = st, model, rows, rate
-        self.prefix = uuid.uuid4().hex[:8]
-        self.placed: dict[str, tuple[int, int]] = {}
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def __enter__(self) -> Stream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def ids(self) -> set[str]:
-        return {f"{self.prefix}-{i:08d}" for i in range(self.sent)}
-
-    def _run(self) -> None:
-        p = s.producer(self.st.kafka_bootstrap_servers)
-
-        def placed(err: Any, msg: Any) -> None:
-            if err is None:
-                self.placed[msg.key().decode()] = (msg.partition(), msg.offset())
-
-        start = time.perf_counter()
-        while not self._stop.is_set():
-            while self.sent < int((time.perf_counter() - start) * self.rate):
-                i = self.sent
-                body = s.request(i, self.rows[i % len(self.rows)], self.model, self.prefix)
-                p.produce("inference.requests", body, f"{self.prefix}-{i:08d}".encode(), on_delivery=placed)  # fmt: skip
-                self.sent += 1
-            p.poll(0.01)
-        p.flush(30)
-
-
 def _results(
     st: Settings, ids: set[str], timeout_s: float = 120
 ) -> dict[str, list[dict[str, Any]]]:
@@ -182,7 +141,9 @@ def test_promotion_then_rollback_under_a_steady_stream_switch_once_each(
 ) -> None:
     d.register_version(ops, serving, model, arts[1], "1.1.0")
     d.approve(serving, model, "1.1.0")
-    with Stream(serving, model, s.holdout_rows(64), rate=60) as stream:
+    with s.Stream(
+        serving.kafka_bootstrap_servers, "inference.requests", 60, s.holdout_rows(64), model
+    ) as stream:
         time.sleep(2)
         body = t.command(ops, "TransitionStage", {"model_name": model, "version": "1.1.0", "stage": "production"})  # fmt: skip
         assert body["status"] == "accepted", body
@@ -216,7 +177,9 @@ def _rollout(
 ) -> dict[str, Any]:
     """StartDeployment under a steady stream, until the rollout has ended."""
     payload = {"model_name": model, "version": version, "canary_share": 0.25, "min_canary_requests": 40, **extra}  # fmt: skip
-    with Stream(st, model, s.holdout_rows(64, seed=3), rate=50) as stream:
+    with s.Stream(
+        st.kafka_bootstrap_servers, "inference.requests", 50, s.holdout_rows(64, seed=3), model
+    ) as stream:
         body = t.command(client, "StartDeployment", payload)
         assert body["status"] == "accepted", body
         end = d.wait_deployment(client, model, lambda x: x["status"] != "canary", 240)
@@ -364,7 +327,9 @@ def test_a_replica_killed_mid_stream_loses_nothing_and_comes_back(
     # The replica set may still be settling (an earlier test's backlog can scale serving out, and
     # a replaced replica drains before it exits): kill one of a set that has held for 5 s.
     before = s.wait_for(lambda: _settled_replicas(serving), 120, 0.5)
-    with Stream(serving, model, s.holdout_rows(64), rate=60) as stream:
+    with s.Stream(
+        serving.kafka_bootstrap_servers, "inference.requests", 60, s.holdout_rows(64), model
+    ) as stream:
         time.sleep(3)
         os.kill(min(before), signal.SIGKILL)
         after = s.wait_for(lambda: _replica_pids(serving) - before, 120, 0.5)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
@@ -28,48 +27,6 @@ from tests import serving_support as s
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray]
 KEY = signing.generate_private_key()
-
-
-class Stream:
-    """A steady producer of requests (one thread) that records each request's partition/offset."""
-
-    def __init__(self, servers: str, topic: str, rate: float, rows: list[list[float]]) -> None:
-        self.servers, self.topic, self.rate, self.rows = servers, topic, rate, rows
-        self.prefix = uuid.uuid4().hex[:6]
-        self.placed: dict[str, tuple[int, int]] = {}
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def __enter__(self) -> Stream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def ids(self) -> set[str]:
-        return {f"{self.prefix}-{i:08d}" for i in range(self.sent)}
-
-    def _run(self) -> None:
-        p = s.producer(self.servers)
-
-        def placed(err: Any, msg: Any) -> None:
-            if err is None:
-                self.placed[msg.key().decode()] = (msg.partition(), msg.offset())
-
-        start = time.perf_counter()
-        while not self._stop.is_set():
-            due = int((time.perf_counter() - start) * self.rate)
-            while self.sent < due:
-                i = self.sent
-                rid = f"{self.prefix}-{i:08d}"
-                body = s.request(i, self.rows[i % len(self.rows)], prefix=self.prefix)
-                p.produce(self.topic, body, rid.encode(), on_delivery=placed)
-                self.sent += 1
-            p.poll(0.01)
-        p.flush(30)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +137,7 @@ def test_a_hot_swap_under_a_steady_stream_and_a_refused_swap(
     shutil.copytree(arts[2], tampered)
     forged = {**ctx["specs"][2], "artifact": str(tampered / "model.safetensors"), "version": "6.6.6"}  # fmt: skip
     forged["signature"] = s.signed_spec(tampered, signing.generate_private_key(), "6.6.6")["signature"]  # fmt: skip
-    with Stream(ctx["servers"], ctx["req"], 400, s.holdout_rows(500)) as stream:
+    with s.Stream(ctx["servers"], ctx["req"], 400, s.holdout_rows(500)) as stream:
         time.sleep(4)
         t0 = time.monotonic()
         app.set_serving(_serve_config(ctx, 1))  # 1.0.0 -> 1.1.0 in place
@@ -228,7 +185,7 @@ def test_a_replica_killed_mid_stream_loses_and_repeats_nothing(serving: dict[str
     ctx, app = serving, serving["app"]
     app.set_serving(_serve_config(ctx, 0))
     old = next(iter(app.replicas().values()))
-    with Stream(ctx["servers"], ctx["req"], 300, s.holdout_rows(500)) as stream:
+    with s.Stream(ctx["servers"], ctx["req"], 300, s.holdout_rows(500)) as stream:
         time.sleep(3)
         killed = time.monotonic()
         os.kill(old["pid"], signal.SIGKILL)
