@@ -21,7 +21,6 @@ import pytest
 from config.settings import Settings
 from ml import signing
 from tests import serving_support as s
-from tests.integration.test_serving_ray import Stream
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +44,7 @@ def test_a_killed_ingress_process_loses_nothing(infra: Settings, delivery: str) 
     spec = json.dumps(s.signed_spec(art, signing.generate_private_key(), "1.0.0"))
     first = _start(servers, req, res, group, delivery, spec)
     try:
-        with Stream(servers, req, 400, s.holdout_rows(200)) as stream:
+        with s.Stream(servers, req, 400, s.holdout_rows(200)) as stream:
             time.sleep(3)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
