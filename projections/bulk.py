@@ -49,7 +49,9 @@ from projections.bulk_copy import (
 from projections.ops import KEYS, Event, Insert, Op, Row
 
 __all__ = ["BulkUnsupported", "Fold", "rebuild"]
-FIELDS = frozenset(EventEnvelope.model_fields)
+# A v1 envelope's fields, or a v2 envelope's: those plus the version and the signature.
+V2_FIELDS = frozenset({"envelope_version", "key_id", "signature"})
+FIELDS = frozenset(EventEnvelope.model_fields) - V2_FIELDS
 AUDIT_COLS = (
     "aggregate_id",
     "version",
@@ -71,6 +73,7 @@ TYPES = {
     k: int if k in ("version", "schema_version") else dict if k == "payload" else str
     for k in FIELDS
 }
+TYPES_V2: dict[str, type] = {"envelope_version": int, "key_id": str, "signature": str}
 CANONICAL_UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 ).fullmatch
@@ -81,10 +84,10 @@ def _envelope(value: bytes | None) -> dict[str, Any]:
         d = orjson.loads(value) if value else None
     except orjson.JSONDecodeError as exc:
         raise BulkUnsupported(f"undecodable event: {exc}") from exc
-    if type(d) is not dict or d.keys() != FIELDS:
+    if type(d) is not dict or not FIELDS <= d.keys() <= FIELDS | V2_FIELDS:
         raise BulkUnsupported("not an event envelope")
-    for k, want in TYPES.items():
-        if type(d[k]) is not want:
+    for k, want in [*TYPES.items(), *TYPES_V2.items()]:
+        if k in d and type(d[k]) is not want:
             raise BulkUnsupported(f"envelope field {k} is not a {want.__name__}")
     if not CANONICAL_UUID(d["aggregate_id"]):
         raise BulkUnsupported("aggregate_id is not in canonical form")
@@ -139,10 +142,15 @@ def _plain_status(value: bytes | None) -> tuple[Any, ...] | None:
 
 def _hash_ok(d: dict[str, Any], value: bytes) -> bool:
     # The relay publishes canonical JSON with sorted keys, so the hashed body is the record's own
-    # bytes minus the "hash" member (it sits between "event_id" and "occurred_at"; string values
+    # bytes minus the "hash" member (and a v2 envelope's "key_id" and "signature") (it sits between "event_id" and "occurred_at"; string values
     # before it cannot contain an unescaped quote). Other bytes get DESIGN's rule over their JSON
     # (parsed by the json module, as orjson reads integers beyond 64 bits as floats).
     body = value.replace(b'"hash":"' + d["hash"].encode() + b'",', b"", 1)
+    if "key_id" in d:  # v2: the signature's members are outside the hash too
+        body = body.replace(b'"key_id":' + orjson.dumps(d["key_id"]) + b",", b"", 1)
+        member = b',"signature":' + orjson.dumps(d["signature"])
+        at = body.rfind(member)
+        body = body[:at] + body[at + len(member) :] if at >= 0 else body
     digest = hashlib.sha256(d["prev_hash"].encode() + b"\n" + body).hexdigest()
     if digest == d["hash"]:
         return True
