@@ -23,7 +23,13 @@ from typing import Any, Literal, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from events.envelope import ENVELOPE_VERSION, GENESIS_HASH, signed_message
+from events.envelope import (
+    ENVELOPE_VERSION,
+    GENESIS_HASH,
+    Undecodable,
+    published_hash,
+    signed_message,
+)
 
 Reason = Literal[
     "bad_hash",  # the hash is not the envelope's content
@@ -114,3 +120,17 @@ def check_place(head: Head | None, version: int, prev_hash: str) -> Reason | Lit
     if prev_hash != (head.hash if head else GENESIS_HASH):
         return "chain_broken"
     return None
+
+
+def check_event(doc: Mapping[str, Any], keys: KeySource, legacy: Legacy) -> Reason | None:
+    """Hash and signature of one published envelope (`doc`, an events.envelope.read_published
+    result), wherever it sits in its chain."""
+    try:
+        if published_hash(doc) != doc["hash"]:
+            return "bad_hash"
+        occurred_at = datetime.fromisoformat(str(doc.get("occurred_at")))
+    except (Undecodable, ValueError):
+        return "undecodable"
+    if occurred_at.tzinfo is None:
+        return "undecodable"
+    return check_signature(doc, occurred_at, keys, legacy)

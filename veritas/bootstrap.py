@@ -13,8 +13,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config.settings import Settings
+from events.signatures import KeySource, Legacy
 from infra import kafka, keys
-from infra.event_keys import EventSigner
+from infra.anchors import Anchors
+from infra.event_keys import EventSigner, PublishedKeys
 from infra.postgres.connections import read_model_kwargs
 from infra.postgres.eventstore import EventStore, PostgresEventStore, datastore_from_dsn
 from infra.signed_store import SigningEventStore
@@ -49,6 +51,16 @@ class Container:
     def signer(self) -> EventSigner:
         keys.ensure_dev_key(self.settings)
         return EventSigner(self.settings)
+
+    @cached_property
+    def event_keys(self) -> KeySource:
+        """The public keys events are verified with (every key published, retired ones too)."""
+        return PublishedKeys(self.settings)
+
+    @cached_property
+    def legacy(self) -> Legacy:
+        """What vouches for unsigned (v1) history: the signed anchor `veritas init` wrote."""
+        return Anchors(self.settings, self.event_keys)
 
     def async_pool(self) -> AsyncConnectionPool:
         """Read-model connections for the API; open it inside the event loop (`await .open()`)."""

@@ -16,7 +16,7 @@ import psycopg
 
 from config.services import handler_name, metrics_port
 from config.settings import Settings
-from infra import health, kafka, keys, supervisor
+from infra import anchors, health, kafka, keys, supervisor
 from infra.postgres import server as pg
 from projections.schema import migrate
 from veritas.bootstrap import bootstrap
@@ -132,6 +132,7 @@ def prepare(s: Settings, timeout_s: float = 120.0) -> None:
     keys.ensure_dev_key(s)  # the signing key of artifacts and events, unless one is configured
     container = bootstrap(s)
     _ = container.store  # creates the event-store tables
+    anchors.ensure_anchor(s, container.store)  # history written before events were signed
     with psycopg.connect(s.dsn, autocommit=True) as conn:
         migrate(conn, s.read_schema)
     container.close()
