@@ -45,6 +45,29 @@ class RayOptions:
     # Another Ray than TESTED_RAY: the private deploy path may have changed there (the caller maps
     # this from its settings; this package reads no environment variable of ours).
     allow_any_ray: bool = False
+    # A local head without the autoscaler monitor and the log monitor (about 170 MiB of RSS).
+    lean_head: bool = True
+
+
+def _lean_head() -> None:
+    """One local node never scales, and its logs stay in files (log_to_driver=False), so its
+    head needs neither the autoscaler monitor nor the log monitor. Ray 2.60's ray.init does not
+    expose RayParams' no_monitor / include_log_monitor (`ray start` does): the head Node is given
+    them as it is built (the private API is pinned by TESTED_RAY, as deploy_apps is)."""
+    from ray._private import node
+
+    original = node.Node.__init__
+    if getattr(original, "veritas_lean", False):
+        return
+
+    def init(self: Any, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("head", args[0] if args else False):
+            ray_params.no_monitor = True
+            ray_params.include_log_monitor = False
+        original(self, ray_params, *args, **kwargs)
+
+    init.veritas_lean = True  # type: ignore[attr-defined]
+    node.Node.__init__ = init  # type: ignore[method-assign]
 
 
 def _token(path: Path) -> Path:
@@ -83,6 +106,8 @@ def start_ray(options: RayOptions | None = None) -> dict[str, Any]:
     if opts.address is not None:
         ray.init(address=opts.address, log_to_driver=False)
     else:
+        if opts.lean_head:
+            _lean_head()
         ray.init(
             num_cpus=opts.num_cpus,
             object_store_memory=opts.object_store_memory,
