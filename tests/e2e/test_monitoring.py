@@ -2,8 +2,8 @@
 training saga): a served stream of digits, produced onto inference.requests/results as the
 serving replicas would, for a real trained version with its reference profile. One scenario, in
 order, to keep the suite lean: 40 same-distribution windows with a kill -9 of the monitor in the
-middle, a mild shift, a strong shift that retrains once under the policy, and feedback that
-makes accuracy fall."""
+middle, a mild shift, a strong shift that retrains once under the policy (its worker killed -9
+at the first critical window), and feedback that makes accuracy fall."""
 
 from __future__ import annotations
 
@@ -118,9 +118,12 @@ def test_drift_windows_alarms_retraining_and_accuracy(stack: Settings) -> None:
     assert w41["severity"] == own.severity == "warning", (w41["score"], own.share_drifted)
     assert w41["score"] == pytest.approx(own.share_drifted)
 
-    # A strong shift, three windows: critical each time, one retraining (the cooldown).
+    # A strong shift, three windows: critical each time, one retraining (the cooldown), also
+    # with the retraining policy's worker killed -9 as the first critical window is recorded.
     strong = np.clip(16 - X[rng.choice(len(X), size=3 * W)], 0, 16)
     _produce(stack, name, "1.0.0", strong, np.zeros(3 * W, dtype=int))
+    _wait_windows(stack, name, 42, timeout_s=120)
+    assert services.kill_service(stack, "retraining-orchestrator")
     checked = _wait_windows(stack, name, 44)
     own = _evidently(stack, name, strong[:W])
     assert [e.payload["severity"] for e in checked[41:44]] == ["critical"] * 3 == [own.severity] * 3
