@@ -45,15 +45,18 @@ class RayOptions:
     # Another Ray than TESTED_RAY: the private deploy path may have changed there (the caller maps
     # this from its settings; this package reads no environment variable of ours).
     allow_any_ray: bool = False
-    # A local head without the autoscaler monitor and the log monitor (about 170 MiB of RSS).
+    # A local head without the autoscaler monitor, the log monitor and the API server.
     lean_head: bool = True
 
 
 def _lean_head() -> None:
-    """One local node never scales, and its logs stay in files (log_to_driver=False), so its
-    head needs neither the autoscaler monitor nor the log monitor. Ray 2.60's ray.init does not
-    expose RayParams' no_monitor / include_log_monitor (`ray start` does): the head Node is given
-    them as it is built (the private API is pinned by TESTED_RAY, as deploy_apps is)."""
+    """One local node never scales, its logs stay in files (log_to_driver=False) and Serve is
+    deployed through its controller actor, so its head needs neither the autoscaler monitor, nor
+    the log monitor, nor the API server that include_dashboard=False still starts (about 290 MiB
+    together). Ray 2.60's ray.init does not expose RayParams' no_monitor / include_log_monitor
+    (`ray start` does): the head Node is given them as it is built, and its API server is left
+    out as Ray leaves out one that failed to start (the private API is pinned by TESTED_RAY, as
+    deploy_apps is)."""
     from ray._private import node
 
     original = node.Node.__init__
@@ -66,8 +69,14 @@ def _lean_head() -> None:
             ray_params.include_log_monitor = False
         original(self, ray_params, *args, **kwargs)
 
+    def no_api_server(self: Any, **_: Any) -> None:
+        # What Ray does when the API server fails to start and it is not required: no web UI.
+        # Serve is deployed through its controller actor, never through that REST API.
+        self._webui_url = None
+
     init.veritas_lean = True  # type: ignore[attr-defined]
     node.Node.__init__ = init  # type: ignore[method-assign]
+    node.Node.start_api_server = no_api_server  # type: ignore[method-assign]
 
 
 def _token(path: Path) -> Path:
