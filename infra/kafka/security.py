@@ -8,7 +8,8 @@ other principals are SCRAM users that `veritas init` creates as admin, with the 
 
 - `relay`: the only writer of the event topics and of the relay position (transactional).
 - `service`: every worker (command handlers, projector, sagas, step workers, serving, drift
-  monitor, API): reads every topic, writes every topic but those two.
+  monitor, API) and the operator's CLI (replay, verify): reads every topic, writes every topic of
+  Veritas's but those two.
 - `client`: users' tools: writes commands and inference requests/feedback, reads their results.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, Literal, get_args
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -185,7 +187,8 @@ def grants(settings: Settings) -> list[Grant]:
         Grant("relay", "group", RELAY_POSITION_GROUP, ("READ",)),
         Grant("relay", "transactional_id", RELAY_TRANSACTIONAL_ID, rw),
     ]
-    out += [Grant("service", "topic", t, ("READ", "DESCRIBE")) for t in _topics("all")]
+    # Any topic, not only Veritas's own: `veritas verify --topic` checks copies of the log too.
+    out.append(Grant("service", "topic", "*", ("READ", "DESCRIBE")))
     out += [Grant("service", "topic", t, ("WRITE",)) for t in service_writes]
     out += [
         Grant("service", "group", "veritas-", ("READ", "DESCRIBE"), prefixed=True),
@@ -237,9 +240,44 @@ def upsert_users(settings: Settings, admin: AdminClient, timeout_s: float) -> No
 
 
 def create_acls(settings: Settings, admin: AdminClient, timeout_s: float) -> None:
-    """Create every binding (creating one that exists is a no-op)."""
-    for fut in admin.create_acls(acl_bindings(settings), request_timeout=timeout_s).values():
+    """Create every binding (creating one that exists is a no-op), then delete the bindings of
+    the three users that the grants no longer name: the broker's ACLs are exactly these."""
+    wanted = acl_bindings(settings)
+    for fut in admin.create_acls(wanted, request_timeout=timeout_s).values():
         fut.result()
+    keep = {_key(b) for b in wanted}
+    stale = [b for b in _bindings_of_users(settings, admin, timeout_s) if _key(b) not in keep]
+    if stale:
+        filters = [AclBindingFilter(*_key(b)) for b in stale]
+        for fut in admin.delete_acls(filters, request_timeout=timeout_s).values():
+            fut.result()
+
+
+def _key(b: AclBinding) -> tuple[Any, ...]:
+    return (
+        b.restype,
+        b.name,
+        b.resource_pattern_type,
+        b.principal,
+        b.host,
+        b.operation,
+        b.permission_type,
+    )
+
+
+def _bindings_of_users(
+    settings: Settings, admin: AdminClient, timeout_s: float
+) -> list[AclBinding]:
+    out: list[AclBinding] = []
+    for p in SCRAM_USERS:
+        principal = f"User:{credentials(settings, p).username}"
+        # None: any name, any host (the filter's stub types them as str).
+        anything = AclBindingFilter(
+            ResourceType.ANY, None, ResourcePatternType.ANY, principal, None,  # type: ignore[arg-type]
+            AclOperation.ANY, AclPermissionType.ANY,
+        )  # fmt: skip
+        out += admin.describe_acls(anything, request_timeout=timeout_s).result()
+    return out
 
 
 def wait_users(settings: Settings, timeout_s: float) -> None:

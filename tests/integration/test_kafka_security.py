@@ -21,6 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from config.settings import Settings
+from infra.kafka import security
 from tests.helpers import kafka_conf
 
 pytestmark = pytest.mark.kafka
@@ -116,4 +117,23 @@ def test_client_config_command_gives_a_working_client(infra: Settings) -> None:
     assert conf["bootstrap.servers"] == infra.kafka_bootstrap_servers
     assert _deliver(conf, "registry.commands", b"{not json") is None
     err = _deliver(conf, "registry.events")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_init_leaves_exactly_the_granted_acls(infra: Settings) -> None:
+    """apply() is idempotent and converges: a binding the grants do not name is revoked."""
+    admin = AdminClient(kafka_conf(infra))
+    forged = AclBinding(
+        ResourceType.TOPIC, "registry.events", ResourcePatternType.LITERAL, "User:client", "*",
+        AclOperation.WRITE, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    for fut in admin.create_acls([forged]).values():
+        fut.result()
+    security.apply(infra)
+    security.apply(infra)
+    found = security._bindings_of_users(infra, admin, 30)
+    wanted = security.acl_bindings(infra)
+    assert {security._key(b) for b in found} == {security._key(b) for b in wanted}
+    assert len(found) == len(wanted)
+    err = _deliver(kafka_conf(infra, "client"), "registry.events")
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
