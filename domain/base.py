@@ -11,7 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from events.base import DomainEvent
 from events.catalog import EVENT_TYPES
-from events.envelope import GENESIS_HASH, EventEnvelope, seal
+from events.envelope import ENVELOPE_VERSION, GENESIS_HASH, EventEnvelope, seal
 
 ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://veritas.dev/aggregates")
 _RECORDED = itertools.count()  # process-wide recording order, for events across aggregates
@@ -70,6 +70,7 @@ class Aggregate:
                 "causation_id": meta.causation_id,
                 "payload": event.model_dump(mode="json"),
                 "prev_hash": self.last_hash,
+                "envelope_version": ENVELOPE_VERSION,
             }
         )
         self.apply(event, env)  # the event object itself: no need to re-validate its payload

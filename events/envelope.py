@@ -1,8 +1,12 @@
 """DESIGN's event envelope and its per-aggregate hash chain.
 
-hash = sha256_hex(prev_hash + "\\n" + canonical_json(envelope without "hash")), where canonical JSON
-has sorted keys, separators (",", ":"), UTF-8 and no ASCII escaping. The first event of an
-aggregate chains from 64 zeros.
+hash = sha256_hex(prev_hash + "\\n" + canonical_json(envelope without "hash", "key_id" and
+"signature")), where canonical JSON has sorted keys, separators (",", ":"), UTF-8 and no ASCII
+escaping. The first event of an aggregate chains from 64 zeros.
+
+Envelope version 2 (`"envelope_version": 2`, inside the hash) adds an Ed25519 signature of the
+hash by the writer's key, in `key_id` and `signature`, outside the hash as "hash" itself is
+(events.signatures). Version 1 envelopes have none of the three fields and hash as before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 GENESIS_HASH = "0" * 64
+ENVELOPE_VERSION = 2
+# Written after the hash is computed, so outside it. The v2 fields are left out when absent, so
+# that a v1 envelope reads back and hashes exactly as it was written.
+UNHASHED = frozenset({"hash", "key_id", "signature"})
+_OPTIONAL = ("envelope_version", "key_id", "signature")
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -72,6 +81,9 @@ class EventEnvelope(BaseModel):
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    envelope_version: int | None = None
+    key_id: str | None = None
+    signature: str | None = None
     _canonical: bytes | None = PrivateAttr(default=None)  # set by seal(), which computed it
 
     def __eq__(self, other: object) -> bool:  # the fields only, not the cached bytes
@@ -88,7 +100,11 @@ class EventEnvelope(BaseModel):
         return copy
 
     def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        doc = self.model_dump(mode="json")
+        for name in _OPTIONAL:
+            if doc[name] is None:
+                del doc[name]
+        return doc
 
     def to_bytes(self) -> bytes:
         return self._canonical or canonical_json(self.to_json_dict())
@@ -98,9 +114,12 @@ class EventEnvelope(BaseModel):
         return cls.model_validate_json(raw)
 
     def computed_hash(self) -> str:
-        body = self.to_json_dict()
-        body.pop("hash")
+        body = {k: v for k, v in self.to_json_dict().items() if k not in UNHASHED}
         return chain_hash(self.prev_hash, body)
+
+    @property
+    def signed_message(self) -> bytes:
+        return signed_message(self.hash)
 
 
 def seal(body: dict[str, Any]) -> EventEnvelope:
@@ -108,6 +127,8 @@ def seal(body: dict[str, Any]) -> EventEnvelope:
     unsealed = EventEnvelope.model_validate({**body, "hash": ""})
     jsonable = unsealed.to_json_dict()
     jsonable.pop("hash")
+    if UNHASHED & jsonable.keys():
+        raise ValueError("a sealed event is signed after its hash is computed")
     hashed = canonical_json(jsonable)
     digest = hashlib.sha256(body["prev_hash"].encode() + b"\n" + hashed).hexdigest()
     env = unsealed
@@ -117,6 +138,34 @@ def seal(body: dict[str, Any]) -> EventEnvelope:
     member = b',"hash":"' + digest.encode() + b'","occurred_at":'
     env._canonical = hashed.replace(b',"occurred_at":', member, 1)
     return env
+
+
+SIGNED_PREFIX = b"veritas-event-v2\n"
+
+
+def signed_message(hash_hex: str) -> bytes:
+    """What an event's signature signs: a domain-separation prefix and the event's hash."""
+    return SIGNED_PREFIX + hash_hex.encode()
+
+
+def with_signature(env: EventEnvelope, key_id: str, signature: str) -> EventEnvelope:
+    """`env` with its signature. The hash is unchanged, and so are the canonical bytes but for
+    the two new members, inserted where sorted keys put them."""
+    if env.key_id is not None or env.signature is not None:
+        raise ValueError("the event is signed already")
+    signed = env.model_copy(update={"key_id": key_id, "signature": signature})
+    cached = env._canonical
+    if cached is not None:
+        # "key_id" sorts right after "hash", and "signature" right before "type", the last member
+        # but "version" (an integer): the last `,"type":` is the top-level one, since a payload
+        # (which sorts before it) may hold its own "type" members.
+        kid, sig = orjson.dumps(key_id), orjson.dumps(signature)
+        head = b',"hash":"' + env.hash.encode() + b'"'
+        at = cached.index(head) + len(head)
+        cached = cached[:at] + b',"key_id":' + kid + cached[at:]
+        at = cached.rindex(b',"type":')
+        signed._canonical = cached[:at] + b',"signature":' + sig + cached[at:]
+    return signed
 
 
 @dataclass(frozen=True)
@@ -174,7 +223,7 @@ def as_published(doc: Any) -> dict[str, Any]:
 def published_hash(doc: Mapping[str, Any]) -> str:
     """DESIGN's hash of a parsed published envelope."""
     try:
-        return chain_hash(doc["prev_hash"], {k: v for k, v in doc.items() if k != "hash"})
+        return chain_hash(doc["prev_hash"], {k: v for k, v in doc.items() if k not in UNHASHED})
     except (RecursionError, UnicodeEncodeError) as exc:
         raise Undecodable(f"canonical JSON cannot be written: {type(exc).__name__}") from None
 

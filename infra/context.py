@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import psycopg
 
 from config.settings import Settings
+from events.signatures import KeySource, Legacy
 from infra.postgres.eventstore import EventStore
 
 
@@ -23,6 +24,12 @@ class Infra(Protocol):
 
     @property
     def store(self) -> EventStore: ...
+
+    @property
+    def event_keys(self) -> KeySource: ...
+
+    @property
+    def legacy(self) -> Legacy: ...
 
     def read_model_connection(
         self, schema: str | None = None, *, durable: bool = True

@@ -120,10 +120,12 @@ def rotate(settings: Settings) -> tuple[str, str]:
     if settings.signing_private_key is not None:
         raise ValueError("the signing key is configured (signing_private_key): rotate it there")
     old = load(settings)
-    _record(settings.keys_dir, old._active.public_key(), retired_at=_now())
     key = signing.generate_private_key()
-    _write_private(settings.keys_dir / ACTIVE_FILE, key)
+    # The new key is published before it signs, and the old one retired only once the new one is
+    # active: a writer that reloads between the steps never signs with a key already retired.
     _record(settings.keys_dir, key.public_key())
+    _write_private(settings.keys_dir / ACTIVE_FILE, key)
+    _record(settings.keys_dir, old._active.public_key(), retired_at=_now())
     return old.key_id, signing.key_id(key.public_key())
 
 
@@ -148,3 +150,13 @@ def _published(directory: Path) -> list[PublicKey]:
         key = signing.public_key_from_pem(doc["public_key_pem"].encode())
         out.append(PublicKey(doc["key_id"], key, doc["created_at"], doc.get("retired_at")))
     return out
+
+
+def public_keys(settings: Settings) -> list[PublicKey]:
+    """Every published public key (the configured key's too): what verifiers need, and no more."""
+    found = {k.key_id: k for k in _published(settings.keys_dir)}
+    if settings.signing_private_key is not None:
+        ring = load(settings)
+        for kid, key in ring.public.items():
+            found.setdefault(kid, key)
+    return sorted(found.values(), key=lambda k: k.created_at)

@@ -1,5 +1,5 @@
 """Bulk rebuild: fold a history in memory with the same pure projections the live projector runs
-(projections.ops), verify every hash chain on the way, and COPY the rows into a fresh schema.
+(projections.ops), verify every event on the way (hash, chain, signature), and COPY the rows into a fresh schema.
 
 It handles a clean history only. Anything the record-by-record path treats specially (a record
 that cannot be projected, a version out of order, a duplicate key) raises BulkUnsupported, and
@@ -28,6 +28,7 @@ from events.envelope import (
     read_published,
 )
 from events.results import CommandResult, EventRef
+from events.signatures import check_signature
 from infra.kafka import headers, where
 from projections.apply import (
     AUDIT_RELOCATE,
@@ -38,6 +39,7 @@ from projections.apply import (
     save_positions,
     store_seq,
 )
+from projections.believe import Trust
 from projections.bulk_copy import (
     BulkUnsupported,
     Writer,
@@ -49,7 +51,9 @@ from projections.bulk_copy import (
 from projections.ops import KEYS, Event, Insert, Op, Row
 
 __all__ = ["BulkUnsupported", "Fold", "rebuild"]
-FIELDS = frozenset(EventEnvelope.model_fields)
+# A v1 envelope's fields, or a v2 envelope's: those plus the version and the signature.
+V2_FIELDS = frozenset({"envelope_version", "key_id", "signature"})
+FIELDS = frozenset(EventEnvelope.model_fields) - V2_FIELDS
 AUDIT_COLS = (
     "aggregate_id",
     "version",
@@ -71,6 +75,7 @@ TYPES = {
     k: int if k in ("version", "schema_version") else dict if k == "payload" else str
     for k in FIELDS
 }
+TYPES_V2: dict[str, type] = {"envelope_version": int, "key_id": str, "signature": str}
 CANONICAL_UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 ).fullmatch
@@ -81,10 +86,10 @@ def _envelope(value: bytes | None) -> dict[str, Any]:
         d = orjson.loads(value) if value else None
     except orjson.JSONDecodeError as exc:
         raise BulkUnsupported(f"undecodable event: {exc}") from exc
-    if type(d) is not dict or d.keys() != FIELDS:
+    if type(d) is not dict or not FIELDS <= d.keys() <= FIELDS | V2_FIELDS:
         raise BulkUnsupported("not an event envelope")
-    for k, want in TYPES.items():
-        if type(d[k]) is not want:
+    for k, want in [*TYPES.items(), *TYPES_V2.items()]:
+        if k in d and type(d[k]) is not want:
             raise BulkUnsupported(f"envelope field {k} is not a {want.__name__}")
     if not CANONICAL_UUID(d["aggregate_id"]):
         raise BulkUnsupported("aggregate_id is not in canonical form")
@@ -139,10 +144,15 @@ def _plain_status(value: bytes | None) -> tuple[Any, ...] | None:
 
 def _hash_ok(d: dict[str, Any], value: bytes) -> bool:
     # The relay publishes canonical JSON with sorted keys, so the hashed body is the record's own
-    # bytes minus the "hash" member (it sits between "event_id" and "occurred_at"; string values
+    # bytes minus the "hash" member (and a v2 envelope's "key_id" and "signature") (it sits between "event_id" and "occurred_at"; string values
     # before it cannot contain an unescaped quote). Other bytes get DESIGN's rule over their JSON
     # (parsed by the json module, as orjson reads integers beyond 64 bits as floats).
     body = value.replace(b'"hash":"' + d["hash"].encode() + b'",', b"", 1)
+    if "key_id" in d:  # v2: the signature's members are outside the hash too
+        body = body.replace(b'"key_id":' + orjson.dumps(d["key_id"]) + b",", b"", 1)
+        member = b',"signature":' + orjson.dumps(d["signature"])
+        at = body.rfind(member)
+        body = body[:at] + body[at + len(member) :] if at >= 0 else body
     digest = hashlib.sha256(d["prev_hash"].encode() + b"\n" + body).hexdigest()
     if digest == d["hash"]:
         return True
@@ -164,13 +174,13 @@ def _concat(old: Any, new: Any) -> Any:
 class Fold:
     """The in-memory executor of projection operations, plus the chain and dedupe state."""
 
-    def __init__(self) -> None:
+    def __init__(self, trust: Trust) -> None:
+        self.trust = trust
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = defaultdict(dict)
         self.audit: list[tuple[Any, ...]] = []
         self.status: list[tuple[Any, ...]] = []
         self.commands: set[str] = set()
         self.chains: dict[str, tuple[int, str]] = {}  # aggregate id -> (next version, last hash)
-        self.chain_suspect = False
         self.copies: list[dict[str, Any]] = []  # versions met again, on another topic or offset
         self.positions: dict[tuple[str, int], int] = {}
         self.records = 0
@@ -230,9 +240,16 @@ class Fold:
         if version != expected:
             raise BulkUnsupported(f"{agg} v{version} arrived before v{expected}")
         if d["prev_hash"] != last_hash or not _hash_ok(d, value):
-            self.chain_suspect = True
+            raise BulkUnsupported(f"{agg} v{version} does not extend its chain")
+        try:
+            occurred_at = datetime.fromisoformat(d["occurred_at"])
+        except ValueError as exc:
+            raise BulkUnsupported(f"{agg} v{version}: {exc}") from exc
+        if occurred_at.tzinfo is None or (
+            why := check_signature(d, occurred_at, self.trust.keys, self.trust.legacy)
+        ):
+            raise BulkUnsupported(f"{agg} v{version} is not believed ({why or 'undecodable'})")
         self.chains[agg] = (version + 1, d["hash"])
-        occurred_at = datetime.fromisoformat(d["occurred_at"])
         projection = PROJECTIONS.get(d["type"])
         if projection is not None:
             event = Event(
@@ -268,10 +285,10 @@ def _flush_appends(writer: Writer, fold: Fold) -> None:
     fold.audit, fold.status = [], []  # the writer owns the old lists now
 
 
-def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
+def rebuild(conn: Connection, batches: Iterator[list[Message]], trust: Trust) -> Fold:
     """Fold every record of `batches` and write the result to the schema on `conn`."""
     restore = defer_indexes(conn)
-    fold, writer = Fold(), Writer(conn)
+    fold, writer = Fold(trust), Writer(conn)
     try:
         for batch in batches:
             for msg in batch:

@@ -13,9 +13,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from config.settings import Settings
-from infra import kafka
+from events.signatures import KeySource, Legacy
+from infra import kafka, keys
+from infra.anchors import Anchors
+from infra.event_keys import EventSigner, PublishedKeys
 from infra.postgres.connections import read_model_kwargs
 from infra.postgres.eventstore import EventStore, PostgresEventStore, datastore_from_dsn
+from infra.signed_store import SigningEventStore
 
 __all__ = ["Container", "bootstrap", "read_model_kwargs", "utc_now"]
 
@@ -36,11 +40,29 @@ class Container:
 
     @cached_property
     def store(self) -> EventStore:
+        """The event store; every event committed through it is signed (events.signatures)."""
         if self._store is not None:
-            return self._store
-        store = PostgresEventStore(datastore_from_dsn(self.settings.dsn, self.settings.db_schema))
-        store.create_tables()
-        return store
+            store: EventStore = self._store
+        else:
+            pg = PostgresEventStore(datastore_from_dsn(self.settings.dsn, self.settings.db_schema))
+            pg.create_tables()
+            store = pg
+        return SigningEventStore(store, self.signer)
+
+    @cached_property
+    def signer(self) -> EventSigner:
+        keys.ensure_dev_key(self.settings)
+        return EventSigner(self.settings)
+
+    @cached_property
+    def event_keys(self) -> KeySource:
+        """The public keys events are verified with (every key published, retired ones too)."""
+        return PublishedKeys(self.settings)
+
+    @cached_property
+    def legacy(self) -> Legacy:
+        """What vouches for unsigned (v1) history: the signed anchor `veritas init` wrote."""
+        return Anchors(self.settings, self.event_keys)
 
     def async_pool(self) -> AsyncConnectionPool:
         """Read-model connections for the API; open it inside the event loop (`await .open()`)."""
@@ -69,8 +91,8 @@ class Container:
 
     def close(self) -> None:
         store = self.__dict__.get("store")
-        if isinstance(store, PostgresEventStore):
-            store.close()
+        if isinstance(store, SigningEventStore) and isinstance(store.inner, PostgresEventStore):
+            store.inner.close()
 
 
 def bootstrap(

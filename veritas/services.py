@@ -16,7 +16,7 @@ import psycopg
 
 from config.services import handler_name, metrics_port
 from config.settings import Settings
-from infra import health, kafka, keys, supervisor
+from infra import anchors, health, kafka, keys, supervisor
 from infra.postgres import server as pg
 from projections.schema import migrate
 from veritas.bootstrap import bootstrap
@@ -134,6 +134,7 @@ def prepare(s: Settings, timeout_s: float = 120.0) -> None:
     keys.ensure_dev_key(s)  # the signing key of artifacts and events, unless one is configured
     container = bootstrap(s)
     _ = container.store  # creates the event-store tables
+    anchors.ensure_anchor(s, container.store)  # history written before events were signed
     with psycopg.connect(s.dsn, autocommit=True) as conn:
         migrate(conn, s.read_schema)
     container.close()
@@ -235,9 +236,10 @@ def _stop_leftovers(s: Settings) -> None:
 def status(s: Settings) -> list[health.Component]:
     """Every component: the broker, Postgres, each service (its process, and its own pid answering
     on its port) and the work in flight (command lag, relay backlog, projector lag, stalls)."""
-    from projections.apply import count_projection_errors, load_positions
+    from projections.apply import load_positions
+    from projections.quarantine_queries import counts_by_reason
 
-    sampled = health.sample(s, load_positions, count_projection_errors)
+    sampled = health.sample(s, load_positions, counts_by_reason)
     by_name = {c.name: c for c in sampled}
     out = [by_name.pop("kafka"), by_name.pop("postgres")]
     for name in enabled(s):

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from pydantic import SecretStr
+
 from commands.catalog import COMMAND_TYPES, topic_for
 from commands.decoding import DeadLetter
 from commands.service import Incoming, Outcome, process_batch
@@ -19,10 +21,18 @@ from domain.registry import dataset_id, model_id, version_id
 from events.envelope import EventEnvelope, verify_chain
 from events.results import CommandResult
 from infra.auth import issue_token
+from infra.event_keys import EventSigner
 from infra.memory_store import InMemoryEventStore
 from infra.postgres.eventstore import EventStore
+from infra.signed_store import SigningEventStore
+from ml import signing
 
-SETTINGS = Settings(jwt_secret="unit-test-secret-0123456789-abcdefghijklmnop")
+# Events are signed as bootstrap's store signs them, by a key configured in Settings.
+SIGNING_KEY = signing.private_key_to_pem(signing.generate_private_key()).decode()
+SETTINGS = Settings(
+    jwt_secret="unit-test-secret-0123456789-abcdefghijklmnop",
+    signing_private_key=SecretStr(SIGNING_KEY),
+)
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
 # Who is who in the scenarios. Alice also holds `approver`, so self-approval reaches the domain.
@@ -41,6 +51,10 @@ class Harness:
     settings: Settings = SETTINGS
     now: datetime = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     _tokens: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.store, SigningEventStore):
+            self.store = SigningEventStore(self.store, EventSigner(self.settings))
 
     def clock(self) -> datetime:
         self.now += timedelta(seconds=1)
