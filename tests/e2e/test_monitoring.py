@@ -34,7 +34,7 @@ W = 200
 
 
 def _produce(s: Settings, name: str, version: str, X: np.ndarray, y: np.ndarray) -> list[str]:
-    p = Producer(kafka.client_config(s, **{"linger.ms": 5}))
+    p = Producer(kafka.client_config(s, principal="client", **{"linger.ms": 5}))
     ids = []
     for row, label in zip(X, y, strict=True):
         rid = str(uuid.uuid4())
@@ -156,7 +156,7 @@ def test_drift_windows_alarms_retraining_and_accuracy(stack: Settings) -> None:
     assert len(client.get("/training/runs", params={"model": name}).json()["items"]) == 2
 
     # Feedback: 100 wrong labels for the first predictions; accuracy falls below 0.9 x validation.
-    p = Producer(kafka.client_config(stack))
+    p = Producer(kafka.client_config(stack, principal="client"))
     ids = _produce(stack, name, "1.0.0", X[:100], y[:100])
     time.sleep(5)  # the monitor has joined them (feedback before its prediction is dropped)
     for rid, label in zip(ids, y[:100], strict=True):
