@@ -1,16 +1,11 @@
-# The Veritas services (command handler, relay, projector, API) for docker-compose.yml.
+# Every Veritas service for docker-compose.yml: the core (command handlers, relay, projector, API),
+# the sagas (training, retraining, deployment), the training steps (torch), the drift monitor
+# (Evidently) and the serving controller (Ray Serve). One image; each service is one command.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY veritas veritas
-COPY commands commands
-COPY events events
-COPY domain domain
-COPY projections projections
-COPY sagas sagas
-COPY workers workers
-COPY api api
-COPY schemas schemas
-RUN pip install --no-cache-dir .
-ENV VERITAS_KAFKA_EMBEDDED=false VERITAS_API_HOST=0.0.0.0 PYTHONUNBUFFERED=1
+COPY . .
+# torch from its CPU index: the default wheel brings CUDA (several GB) that a CPU host never uses.
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu '.[ml]'
+ENV VERITAS_KAFKA_EMBEDDED=false VERITAS_API_HOST=0.0.0.0 \
+    PYTHONUNBUFFERED=1
 CMD ["veritas", "--help"]
