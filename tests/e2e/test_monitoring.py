@@ -34,7 +34,8 @@ W = 200
 
 
 def _produce(s: Settings, name: str, version: str, X: np.ndarray, y: np.ndarray) -> list[str]:
-    p = Producer(kafka.client_config(s, principal="client", **{"linger.ms": 5}))
+    # The serving replicas' part (requests in, results out): the service principal's.
+    p = Producer(kafka.client_config(s, principal="service", **{"linger.ms": 5}))
     ids = []
     for row, label in zip(X, y, strict=True):
         rid = str(uuid.uuid4())
