@@ -16,20 +16,35 @@ COLS = (
 )
 
 
+Place = tuple[str, int, int]
+
+
+def parse_place(cursor: str) -> Place:
+    """A cursor's "topic|partition|offset"; ValueError for anything else."""
+    topic, sep, rest = cursor.rpartition("|")
+    topic, sep2, partition = topic.rpartition("|")
+    if not (sep and sep2 and topic and partition.isdigit() and rest.isdigit()):
+        raise ValueError("invalid cursor")
+    p, o = int(partition), int(rest)
+    if p >= 2**31 or o >= 2**63:
+        raise ValueError("invalid cursor")
+    return topic, p, o
+
+
 async def list_quarantined(
-    conn: AsyncConnection, *, reason: str | None, limit: int, after: str | None
+    conn: AsyncConnection, *, reason: str | None, limit: int, after: Place | None
 ) -> list[Row]:
     """Oldest first, by place; the cursor is the last row's "topic|partition|offset"."""
-    where, params = ["true"], []
+    where: list[str] = ["true"]
+    params: list[Any] = []
     if reason is not None:
         where.append("reason = %s")
         params.append(reason)
     if after is not None:
-        topic, partition, offset = after.rsplit("|", 2)
         where.append(
             '(topic COLLATE "C", kafka_partition, kafka_offset) > (%s, %s::int, %s::bigint)'
         )
-        params += [topic, partition, offset]
+        params += list(after)
     rows = await _all(
         conn,
         f"SELECT {COLS} FROM rm_projection_errors WHERE {' AND '.join(where)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import Limit, Pool, after, reader
 from domain.rbac import Principal
@@ -25,8 +25,13 @@ async def list_quarantine(
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> Any:
+    decoded = after(cursor)
+    try:
+        place = qq.parse_place(decoded) if decoded is not None else None
+    except ValueError:
+        raise HTTPException(422, "invalid cursor") from None
     async with pool.connection() as conn:
-        rows = await qq.list_quarantined(conn, reason=reason, limit=limit, after=after(cursor))
+        rows = await qq.list_quarantined(conn, reason=reason, limit=limit, after=place)
     last = rows[-1] if len(rows) == limit else None
     nxt = (
         queries.encode_cursor(f"{last['topic']}|{last['kafka_partition']}|{last['kafka_offset']}")
