@@ -31,6 +31,7 @@ from projections.apply import (
 )
 from projections.audit import verify_audit_log
 from projections.digest import digest
+from projections.log_audit import LogReport, verify_log
 from projections.schema import migrate
 
 Progress = Callable[[int, int], None]  # (records done, records total)
@@ -54,6 +55,7 @@ class ReplayReport:
     mode: str = ""  # "bulk", or "records" when the history needed the record-by-record path
     fallback_reason: str = ""
     live_caught_up: int = 0  # records the live schema lacked when the rebuild was done
+    log: LogReport | None = None  # with verify: the log check (store, topics, signatures)
 
     @property
     def differing(self) -> list[str]:
@@ -62,6 +64,12 @@ class ReplayReport:
     @property
     def digests_match(self) -> bool:
         return self.rebuilt_digest == self.live_digest
+
+    @property
+    def verified(self) -> bool:
+        """Digests equal, the rebuilt copy's chains whole, and the log check (when run) clean."""
+        log_ok = self.log is None or self.log.valid
+        return self.digests_match and self.chain_break is None and log_ok
 
 
 def _consumer(c: Container) -> Consumer:
@@ -160,7 +168,8 @@ def _rebuild(
 
 
 def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None]:
-    """Verify the hash chain of every aggregate in a read-model audit log, from its JSON text."""
+    """Verify the hash chain of every aggregate in a read-model audit log, from its JSON text
+    (its signatures are those of the topics it was rebuilt from: the log check covers them)."""
     v = verify_audit_log(conn, schema)
     return v.aggregates, v.chain_break
 
@@ -189,6 +198,8 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
     consumer = _consumer(c)
     try:
         _rebuild(admin, conn, consumer, report, progress)
+        if verify:  # before the lock: it reads the whole store and every event topic
+            report.log = verify_log(c)
         with admin.transaction():
             admin.execute(
                 "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"
@@ -196,7 +207,7 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
             _align(report, admin, conn, consumer, live_too=verify)
             if verify:
                 _compare(report, admin, conn, live, new)
-            if not verify or (report.digests_match and report.chain_break is None):
+            if not verify or report.verified:
                 _swap(admin, live, new)
                 report.switched = True
             elif report.live_caught_up:
