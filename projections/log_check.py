@@ -111,8 +111,8 @@ def check_source(
         head: Head | None = None
         for e in sorted(streams[agg], key=lambda x: x.version):  # stable: source order kept
             others = distinct.setdefault(e.key, [])
-            if any(o.hash == e.hash for o in others):
-                continue  # a copy
+            if any(o.hash == e.hash for o in others) and _hash_only(e.doc or {}) is None:
+                continue  # a copy (one whose content is not its hash is a forgery)
             others.append(e)
             check.events += 1
             reason = _reason(e, head, keys, legacy)

@@ -139,3 +139,13 @@ def test_compare_of_equal_logs_agrees() -> None:
     envs = chain(3) + chain(2)
     result = compare(_distinct(in_store(envs)), _distinct(on_topic(envs)), relayed_upto=5)
     assert result.agree and result.not_yet_relayed == 0
+
+
+def test_a_record_that_claims_an_events_hash_is_no_copy() -> None:
+    envs = chain(2)
+    forged = read_published(envs[1].to_bytes())
+    forged["actor"] = "mallory"  # hash and signature kept: it claims to be version 2
+    result, _ = check([*on_topic(envs), Placed.of(forged, "registry.events/0/9")])
+    assert [(p.version, p.place, p.reason) for p in result.refused.items] == [
+        (2, "registry.events/0/9", "bad_hash")
+    ]
