@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from config.settings import Settings
 from events.envelope import GENESIS_HASH
+from infra import keys
 from infra.postgres.eventstore import EVENTS_TABLE, PostgresEventStore, datastore_from_dsn
 from projections import audit, bulk
 from projections.apply import apply_batch
@@ -36,9 +37,10 @@ def design_hash(prev: str, doc: dict[str, Any]) -> str:
     return hashlib.sha256((prev + "\n" + text).encode()).hexdigest()
 
 
-def hand_built(agg: str, versions: int = 2) -> list[bytes]:
+def hand_built(agg: str, versions: int = 2, ring: keys.Keyring | None = None) -> list[bytes]:
     """Events of one aggregate as other code writes them: .000000Z timestamps, floats that jsonb
-    would respell (1e+16, -0.0), keys unsorted and spaces after separators."""
+    would respell (1e+16, -0.0), keys unsorted and spaces after separators. Signed (envelope v2)
+    by `ring` when given."""
     out, prev = [], GENESIS_HASH
     for v in range(1, versions + 1):
         doc: dict[str, Any] = {
@@ -55,7 +57,11 @@ def hand_built(agg: str, versions: int = 2) -> list[bytes]:
             "payload": {"flops": 1e16, "delta": -0.0, "note": "é"},
             "prev_hash": prev,
         }
+        if ring is not None:
+            doc["envelope_version"] = 2
         doc["hash"] = prev = design_hash(prev, doc)
+        if ring is not None:
+            doc["key_id"], doc["signature"] = ring.sign(b"veritas-event-v2\n" + prev.encode())
         out.append(json.dumps(doc, ensure_ascii=False).encode())
     return out
 
@@ -108,13 +114,26 @@ def _store_rows(infra: Settings, schema: str, agg: str, states: list[bytes]) -> 
 
 
 def test_the_store_verifies_from_its_stored_bytes(infra: Settings, store_schema: str) -> None:
-    agg = str(uuid.uuid4())
-    _store_rows(infra, store_schema, agg, hand_built(agg))
+    agg, ring = str(uuid.uuid4()), keys.load(infra)
+    _store_rows(infra, store_schema, agg, hand_built(agg, ring=ring))
     c = bootstrap(infra.model_copy(update={"db_schema": store_schema}))
     v = audit.verify_store(c)
     assert (v.source, v.aggregates, v.events, v.valid) == ("store", 1, 2, True)
+    unsigned = str(uuid.uuid4())  # written after the anchor: refused, and named
+    _store_rows(infra, store_schema, unsigned, hand_built(unsigned))
+    v = audit.verify_store(c)
+    assert not v.valid and [(p.aggregate_id, p.version, p.reason) for p in v.refused] == [
+        (unsigned, 1, "unsigned"),
+        (unsigned, 2, "unsigned"),
+    ]
+    assert v.refused[0].place.startswith("store#")
+    with psycopg.connect(infra.dsn, autocommit=True) as conn:
+        conn.execute(
+            f"DELETE FROM {store_schema}.{EVENTS_TABLE} WHERE originator_id = %s".encode(),
+            (unsigned,),
+        )
     other = str(uuid.uuid4())
-    first, _ = hand_built(other)
+    first, _ = hand_built(other, ring=ring)
     _store_rows(infra, store_schema, other, [first, b"[" * 5000 + b"]" * 5000])
     brk = audit.verify_store(c).chain_break
     assert brk is not None and (brk.aggregate_id, brk.version) == (other, 2)
@@ -128,7 +147,7 @@ def test_undecodable_records_on_a_topic_are_named_with_their_place_and_reason(
     admin = AdminClient({"bootstrap.servers": infra.kafka_bootstrap_servers})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
     agg = str(uuid.uuid4())
-    first, second = hand_built(agg)
+    first, second = hand_built(agg, ring=keys.load(infra))
     p = Producer({"bootstrap.servers": infra.kafka_bootstrap_servers})
     for value in (first, b"\xffnot json", second, b'{"version": 3}'):
         p.produce(topic, key=agg, value=value)
