@@ -25,6 +25,7 @@ from projections.log_check import (
     Placed,
     Problem,
     SourceCheck,
+    Verdicts,
     check_source,
     compare,
 )
@@ -88,10 +89,11 @@ def verify_log(c: Container, aggregates: Collection[str] | None = None) -> LogRe
     bad: list[str] = []
     topics = list(EVENT_TOPICS.values())
     on_kafka = audit.topic_events(c, topics, bad, aggregates)
-    kafka_check, kafka_events = check_source("kafka", on_kafka, c.event_keys, c.legacy)
+    verdicts: Verdicts = {}  # a copy's signature is verified once, not once per source
+    kafka_check, kafka_events = check_source("kafka", on_kafka, c.event_keys, c.legacy, verdicts)
     with c.read_model_connection() as conn:
         stored = audit.store_events(conn, c.settings.db_schema, aggregates)
-        store_check, store_events = check_source("store", stored, c.event_keys, c.legacy)
+        store_check, store_events = check_source("store", stored, c.event_keys, c.legacy, verdicts)
     comparison = compare(store_events, kafka_events, relayed)
     return LogReport(store_check, kafka_check, comparison, relayed, bad)
 

@@ -90,15 +90,24 @@ class SourceCheck:
         return self.refused.count == 0
 
 
+# A signature's verdict, by (hash, key_id, signature): once an event's content is its hash, the
+# verdict depends on nothing else, so the store's event and its copies on the topics share one.
+Verdicts = dict[tuple[str, Any, Any], Reason | None]
+
+
 def check_source(
-    source: str, events: Iterable[Placed], keys: KeySource | None, legacy: Legacy
+    source: str,
+    events: Iterable[Placed],
+    keys: KeySource | None,
+    legacy: Legacy,
+    verdicts: Verdicts | None = None,
 ) -> tuple[SourceCheck, dict[tuple[str, int], list[Placed]]]:
     """Refused events of one source, each once with its first reason: its hash and signature
     (events.signatures.check_event), then its place after the previous event in the source's
     order. Copies of an event (same version and hash) count once. Also returns the distinct
     events by (aggregate_id, version), for the comparison of sources. Without `keys` only the
     hashes and chains are checked (a copy whose signatures the log check covers)."""
-    check = SourceCheck(source)
+    check, verdicts = SourceCheck(source), {} if verdicts is None else verdicts
     streams: dict[str, list[Placed]] = defaultdict(list)
     for e in events:
         if e.doc is None:
@@ -115,7 +124,7 @@ def check_source(
                 continue  # a copy (one whose content is not its hash is a forgery)
             others.append(e)
             check.events += 1
-            reason = _reason(e, head, keys, legacy)
+            reason = _reason(e, head, keys, legacy, verdicts)
             if reason is not None:
                 _refuse(check, e, reason)
             if head is None or e.version > head.version:
@@ -130,9 +139,20 @@ def _hash_only(doc: Doc) -> Reason | None:
         return "undecodable"
 
 
-def _reason(e: Placed, head: Head | None, keys: KeySource | None, legacy: Legacy) -> str | None:
+def _signed(doc: Doc, keys: KeySource | None, legacy: Legacy, verdicts: Verdicts) -> Reason | None:
+    if (reason := _hash_only(doc)) or keys is None:
+        return reason
+    known = (str(doc["hash"]), doc.get("key_id"), doc.get("signature"))
+    if known not in verdicts:
+        verdicts[known] = check_event(doc, keys, legacy)
+    return verdicts[known]
+
+
+def _reason(
+    e: Placed, head: Head | None, keys: KeySource | None, legacy: Legacy, verdicts: Verdicts
+) -> str | None:
     assert e.doc is not None
-    if reason := check_event(e.doc, keys, legacy) if keys else _hash_only(e.doc):
+    if reason := _signed(e.doc, keys, legacy, verdicts):
         return reason
     place = check_place(head, e.version, str(e.doc["prev_hash"]))
     return "conflicting_version" if place == "seen" else place

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.envelope import GENESIS_HASH, EventEnvelope, chain_hash, read_published
 from events.signatures import NoLegacy
-from projections.log_check import Placed, check_source, compare
+from projections.log_check import Placed, Verdicts, check_source, compare
 from tests.unit.test_event_signatures import KEY, TRUSTED, event, signed
 
 
@@ -149,3 +149,24 @@ def test_a_record_that_claims_an_events_hash_is_no_copy() -> None:
     assert [(p.version, p.place, p.reason) for p in result.refused.items] == [
         (2, "registry.events/0/9", "bad_hash")
     ]
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    def lookup(self, key_id: str) -> Any:
+        self.lookups += 1
+        return TRUSTED.lookup(key_id)
+
+
+def test_an_events_signature_is_verified_once_for_both_sources() -> None:
+    envs = chain(3)
+    keys, verdicts = Counting(), Verdicts()
+    store, _ = check_source("store", in_store(envs), keys, NoLegacy(), verdicts)
+    kafka, _ = check_source("kafka", on_topic(envs), keys, NoLegacy(), verdicts)
+    assert store.valid and kafka.valid and keys.lookups == 3
+    resigned = read_published(envs[0].to_bytes())
+    resigned["signature"] = resigned["signature"][::-1]  # same hash, another signature
+    again, _ = check_source("kafka", [Placed.of(resigned, "t/0/9")], keys, NoLegacy(), verdicts)
+    assert [p.reason for p in again.refused.items] == ["bad_signature"] and keys.lookups == 4
