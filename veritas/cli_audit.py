@@ -94,8 +94,11 @@ def audit(
             f.writelines(json.dumps(e, sort_keys=True) + "\n" for e in timeline)
     for line in report.lines():
         typer.echo(f"  {line}")
-    verdict = "verified in the log" if report.valid else "NOT VERIFIED"
-    typer.echo(f"{len(timeline)} events; hashes, chains and signatures {verdict}")
+    verdict = "verified" if report.valid else "NOT VERIFIED"
+    typer.echo(
+        f"{len(timeline)} events; hash chains {verdict} (hashes, chains and signatures, in the"
+        " event store and on the event topics)"
+    )
     raise typer.Exit(0 if report.valid else 1)
 
 
