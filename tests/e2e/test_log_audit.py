@@ -1,6 +1,7 @@
 """Log security on the real stack: events forged onto registry.events (a recomputed chain, unsigned
 or signed by a key nobody published, and one with a bad hash) and an edit of the event store with
-a recomputed chain are each named by aggregate, version, place and reason, by the log check, the
+a recomputed chain, and a stored event swapped for a forged one, are each named by aggregate,
+version, place and reason, by the log check, the
 API, `veritas verify`, `veritas audit`, `veritas replay --verify` and the outside verifier
 (examples/verify_events.py); the published keys carry no private material.
 
@@ -330,3 +331,64 @@ def test_keys_are_published_without_private_material(log_stack: Settings) -> Non
         assert private not in text and _private_body(s) not in text
     after = httpx.get(f"{s.api_url}/keys", headers=_auditor(s)).json()["keys"]
     assert {k["key_id"]: k["retired_at"] is not None for k in after} == {active: True, new: False}
+
+
+def test_an_event_swapped_into_the_stores_history_is_only_in_the_store(
+    log_stack: Settings,
+) -> None:
+    """An attacker with the database deletes one stored event and writes a forged event of a new
+    aggregate at its notification id, below the relay's position: neither is "not yet relayed"."""
+    s = log_stack
+    name = f"swap-{uuid.uuid4().hex[:6]}"
+    _register(s, [name])
+    agg = str(model_id(name))
+    _relayed(s, [name])
+    intruder, key = str(uuid.uuid4()), Ed25519PrivateKey.generate()
+    with psycopg.connect(s.dsn, autocommit=True) as conn:
+        (nid, state) = conn.execute(
+            "SELECT notification_id, state FROM veritas_events WHERE originator_id = %s"
+            " AND originator_version = 3",
+            (agg,),
+        ).fetchone()  # type: ignore[misc]
+        doc = json.loads(bytes(state))
+        forged = _rehash(
+            {k: v for k, v in doc.items() if k not in UNHASHED}
+            | {"aggregate_id": intruder, "version": 1, "prev_hash": "0" * 64}
+        )
+        forged["key_id"] = signing.key_id(key.public_key())
+        forged["signature"] = signing.sign(key, b"veritas-event-v2\n" + forged["hash"].encode())
+        conn.execute("DELETE FROM veritas_events WHERE notification_id = %s", (nid,))
+        conn.execute(
+            "INSERT INTO veritas_events (notification_id, originator_id, originator_version,"
+            " topic, state) VALUES (%s, %s, 1, 'registry.events', %s)",
+            (nid, intruder, json.dumps(forged).encode()),
+        )
+        try:
+            report = verify_log(bootstrap(s), [agg, intruder])
+            assert [
+                (p.aggregate_id, p.version, p.place) for p in report.comparison.only_in_store.items
+            ] == [(intruder, 1, f"store#{nid}")]
+            assert [(p.aggregate_id, p.version) for p in report.comparison.only_in_kafka.items] == [
+                (agg, 3)
+            ]
+            assert [(p.aggregate_id, p.reason) for p in report.store.refused.items] == [
+                (intruder, "unknown_key")
+            ]
+            assert report.comparison.not_yet_relayed == 0 and nid <= report.relayed_upto
+            cli = _veritas("verify")
+            assert cli.returncode == 1
+            assert (
+                f"only in the store: RegisteredModel {intruder} version 1 at store#{nid}"
+                in cli.stdout
+            )
+            assert (
+                f"only on kafka: RegisteredModel {agg} version 3 at registry.events/" in cli.stdout
+            )
+        finally:
+            conn.execute("DELETE FROM veritas_events WHERE notification_id = %s", (nid,))
+            conn.execute(
+                "INSERT INTO veritas_events (notification_id, originator_id, originator_version,"
+                " topic, state) VALUES (%s, %s, 3, 'registry.events', %s)",
+                (nid, agg, state),
+            )
+    assert verify_log(bootstrap(s), [agg]).valid
