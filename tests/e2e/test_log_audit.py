@@ -1,9 +1,9 @@
 """Log security on the real stack: events forged onto registry.events (a recomputed chain, unsigned
-or signed by a key nobody published, and one with a bad hash) and an edit of the event store with
-a recomputed chain, and a stored event swapped for a forged one, are each named by aggregate,
-version, place and reason, by the log check, the
-API, `veritas verify`, `veritas audit`, `veritas replay --verify` and the outside verifier
-(examples/verify_events.py); the published keys carry no private material.
+or signed by a key nobody published, and one with a bad hash), an edit of the event store with a
+recomputed chain, and a stored event swapped for a forged one, are each named by aggregate,
+version, place and reason, by the log check, the API, `veritas verify`, `veritas audit`,
+`veritas replay --verify` and the outside verifier (examples/verify_events.py); the published
+keys carry no private material.
 
 Forged records stay on registry.events for good: this module gives the rest of the session a
 fresh stack when it is done."""
