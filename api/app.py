@@ -25,6 +25,7 @@ from api.routers import (
     models,
     monitoring,
     probes,
+    quarantine,
     training,
 )
 from domain.rbac import AuthError
@@ -37,6 +38,7 @@ ROUTERS = (
     datasets,
     governance,
     audit,
+    quarantine,
     training,
     monitoring,
     deployments,

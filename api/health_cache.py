@@ -8,7 +8,8 @@ import time
 
 from infra import health
 from infra.context import Infra
-from projections.apply import count_projection_errors, load_positions
+from projections.apply import load_positions
+from projections.quarantine_queries import counts_by_reason
 
 
 class HealthCache:
@@ -19,7 +20,7 @@ class HealthCache:
 
     def _sample(self) -> list[health.Component]:
         try:
-            return health.sample(self.c.settings, load_positions, count_projection_errors)
+            return health.sample(self.c.settings, load_positions, counts_by_reason)
         except Exception as exc:  # a probe that fails is itself a finding, never a 500
             return [health.Component("health-probe", "down", f"{type(exc).__name__}: {exc}")]
 

@@ -266,3 +266,45 @@ def kafka_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[
         build=build,
         id_of=id_of,
     )
+
+
+# ------------------------------------------------------------------------- signing, in process
+
+
+def signing_cost(s: Settings, n: int = 20000) -> dict[str, Any]:
+    """CPU per event of what signing adds to the handler: the Ed25519 signature of the hash and
+    the two members spliced into the canonical bytes (EventSigner.sign_all, as the event store
+    bootstrap builds calls it), on RegisterModel-sized envelopes sealed as the domain seals them."""
+    from datetime import UTC, datetime
+
+    from events.envelope import ENVELOPE_VERSION, GENESIS_HASH, seal
+    from infra import keys
+    from infra.event_keys import EventSigner
+
+    keys.ensure_dev_key(s)
+    envs = [
+        seal(
+            {
+                "event_id": uuid.uuid4(),
+                "type": "ModelRegistered",
+                "schema_version": 2,
+                "aggregate_type": "Model",
+                "aggregate_id": uuid.uuid4(),
+                "version": 1,
+                "occurred_at": datetime.now(UTC),
+                "actor": "bench",
+                "correlation_id": str(uuid.uuid4()),
+                "causation_id": str(uuid.uuid4()),
+                "payload": {"name": f"m-{i}", "description": TEXT, "owner": "bench"},
+                "prev_hash": GENESIS_HASH,
+                "envelope_version": ENVELOPE_VERSION,
+            }
+        )
+        for i in range(n)
+    ]
+    signer = EventSigner(s)
+    t0 = time.process_time()
+    for i in range(0, n, 500):  # the handler's batches
+        signer.sign_all(envs[i : i + 500])
+    cpu = time.process_time() - t0
+    return {"events": n, "cpu_seconds": cpu, "cpu_us_per_event": 1e6 * cpu / n}

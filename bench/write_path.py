@@ -40,7 +40,13 @@ from _stack import (
     wait_quiet,
     write_result,
 )
-from _write_measures import command_latency, kafka_latency, raw_insert_baseline, throughput
+from _write_measures import (
+    command_latency,
+    kafka_latency,
+    raw_insert_baseline,
+    signing_cost,
+    throughput,
+)
 
 from infra import supervisor
 from infra.auth import issue_token
@@ -173,6 +179,8 @@ def run(
         )
         raw2 = raw_insert_baseline(s, raw_seconds)
         print(f"[write_path] raw (after): {raw2['rows_per_s']:.0f} rows/s", flush=True)
+        signing = signing_cost(s)
+        print(f"[write_path] signing: {signing['cpu_us_per_event']:.1f} us CPU/event", flush=True)
         settings = {
             k: getattr(s, k)
             for k in (
@@ -199,6 +207,7 @@ def run(
         "throughput": thr,
         "throughput_ratio": ratio,
         "throughput_target": 1.0,
+        "signing": signing,
         "command_latency_half_load": lat,
         "kafka_latency_same_rate": klat,
         "latency_ratio_p50": lat["p50_ms"] / klat["p50_ms"] if klat["p50_ms"] else float("nan"),
@@ -264,6 +273,20 @@ def table(d: dict[str, Any]) -> str:
             "",
         ]
     )
+    handler_cpu = (thr.get("cpu_seconds_by_component") or {}).get("command-handler")
+    if d.get("signing") and handler_cpu:
+        per_command = 1e6 * handler_cpu / thr["n"]
+        rows.append(
+            [
+                "signing CPU per command, us (events signed in the handler)",
+                d["signing"]["cpu_us_per_event"],
+                "command-handler CPU per command, us (signing included)",
+                per_command,
+                d["signing"]["cpu_us_per_event"] / per_command,
+                "info",
+                "",
+            ]
+        )
     main = markdown_table(
         ["metric", "value", "baseline", "baseline value", "ratio", "target", "result"], rows
     )

@@ -28,6 +28,7 @@ from events.envelope import (
     GENESIS_HASH,
     Undecodable,
     published_hash,
+    read_published,
     signed_message,
 )
 
@@ -134,3 +135,26 @@ def check_event(doc: Mapping[str, Any], keys: KeySource, legacy: Legacy) -> Reas
     if occurred_at.tzinfo is None:
         return "undecodable"
     return check_signature(doc, occurred_at, keys, legacy)
+
+
+class ChainGate:
+    """The same checks for a consumer that reads whole event topics from their start and keeps
+    what it believes in memory (the serving controller). `admit` returns the parsed event and
+    None when it is believed, or why not ("seen": a copy of a version believed already)."""
+
+    def __init__(self, keys: KeySource, legacy: Legacy) -> None:
+        self.keys, self.legacy = keys, legacy
+        self.heads: dict[str, Head] = {}
+
+    def admit(self, raw: bytes) -> tuple[dict[str, Any] | None, Reason | Literal["seen"] | None]:
+        try:
+            doc = read_published(raw)
+        except Undecodable:
+            return None, "undecodable"
+        agg = doc["aggregate_id"]
+        why = check_event(doc, self.keys, self.legacy) or check_place(
+            self.heads.get(agg), doc["version"], doc["prev_hash"]
+        )
+        if why is None:
+            self.heads[agg] = Head(doc["version"], doc["hash"])
+        return doc, why

@@ -76,8 +76,12 @@ class PublishedKeys:
         }
 
     def lookup(self, key_id: str) -> TrustedKey | None:
-        if time.monotonic() - self._checked_at >= RELOAD_AFTER_S:
-            self._checked_at = time.monotonic()
+        # An unknown key is looked for at once (it may have just been published); a known one's
+        # retirement is picked up at the next periodic look.
+        found, now = self._keys.get(key_id), time.monotonic()
+        if found is None or now - self._checked_at >= RELOAD_AFTER_S:
+            self._checked_at = now
             if self._dir_stamp() != self._stamp:
                 self.reload()
-        return self._keys.get(key_id)
+                found = self._keys.get(key_id)
+        return found

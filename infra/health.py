@@ -254,9 +254,17 @@ def sample(s: Settings, stored_positions: Any, projection_errors: Any) -> list[C
         conn.execute(f"SET search_path = {s.read_schema}".encode())
         proj = projector_progress(s, stored_positions(conn))
         out.append(_assess(s, conn, "projector-lag", proj, probe_proj, s.ready_max_lag))
-        errors = int(projection_errors(conn))
+        # Quarantined records do not make the stack unready: a forger must not be able to stop it.
+        by_reason: dict[str, int] = dict(projection_errors(conn))
+        total = sum(by_reason.values())
+        why = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
         out.append(
-            Component("projection-errors", "ok", f"{errors} records set aside", {"count": errors})
+            Component(
+                "projection-errors",
+                "ok",
+                f"{total} records quarantined" + (f" ({why})" if why else ""),
+                {"count": total, "by_reason": by_reason},
+            )
         )
     return out
 

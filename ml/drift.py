@@ -13,8 +13,13 @@ cannot skip; 15 % the column statistics and histograms, 1-2 % the tests themselv
 
 Constant columns: a reference constant is not testable, but a window in which it varies is
 drift. An Evidently ``OutRangeValueCount`` (``OutListValueCount`` for non-numbers) counts the
-window's values other than the reference's; a count above zero marks the column drifted and makes
-the severity at least ``warning``. ``share_drifted`` stays Evidently's share over tested columns.
+window's values other than the reference's. A reference of n rows that never showed another value
+still allows them at a rate up to ``1 - 0.05 ** (1 / n)`` (95 % confidence, about 3/n), so a
+count is drift only when a binomial tail at that rate makes it improbable (``GUARD_ALPHA``): on
+digits, a pixel that is 0 in all 1,000 reference rows is lit in about 1 of 200 served rows, which
+is the same distribution, while a sensor that starts to vary lights many. A drifted guard marks
+the column drifted and makes the severity at least ``warning``. ``share_drifted`` stays
+Evidently's share over tested columns.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from evidently.legacy.core import ColumnType
 from evidently.metrics import OutListValueCount, OutRangeValueCount, ValueDrift
 from evidently.presets import DataDriftPreset
 from pydantic import BaseModel, ConfigDict, computed_field
+from scipy.stats import binom
 
 from ml.drift_methods import (
     WARNING,
@@ -71,6 +77,7 @@ ALERT = 0.2  # seed 004: ModelDriftDetected when drift_score > 0.2
 DEFAULT_WINDOW = 200  # rows per monitor window; chosen in bench/drift_window.py
 REFERENCE_CAP = 1000  # reference rows kept (a seeded sample beyond that)
 CONSTANT_GUARD = "constant_guard"
+GUARD_ALPHA = 0.01  # a constant column's other values are drift below this tail probability
 _GUARDS = ("OutRangeValueCount", "OutListValueCount")
 
 
@@ -138,7 +145,7 @@ class DriftChecker:
     def check(self, current: pd.DataFrame) -> DriftResult:
         """One window's verdict: one ``Report.run``, read from the snapshot's dict."""
         snapshot = self._report.run(self._dataset(current), self.reference)
-        per_feature = self._read(snapshot.dict())
+        per_feature = self._read(snapshot.dict(), len(current))
         tested = [per_feature[name] for name in self.tested]
         share = sum(f.drifted for f in tested) / len(tested) if tested else 0.0
         broken = any(f.drifted for f in per_feature.values() if f.method == CONSTANT_GUARD)
@@ -195,7 +202,7 @@ class DriftChecker:
             raise ValueError(f"window lacks columns: {missing}")
         return Dataset.from_pandas(current[list(self.features)], data_definition=self.definition)
 
-    def _read(self, result: dict[str, Any]) -> dict[str, FeatureDrift]:
+    def _read(self, result: dict[str, Any], n_current: int) -> dict[str, FeatureDrift]:
         failed = {
             t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
             for t in result["tests"]
@@ -215,10 +222,23 @@ class DriftChecker:
                 )
             elif config["type"].endswith(_GUARDS):
                 count = float(metric["value"]["count"])
+                limit = guard_limit(n_current, self.n_reference)
                 verdicts[name] = FeatureDrift(
-                    kind=kind, method=CONSTANT_GUARD, score=count, threshold=0.0, drifted=count > 0
+                    kind=kind,
+                    method=CONSTANT_GUARD,
+                    score=count,
+                    threshold=limit,
+                    drifted=count > limit,
                 )
         return verdicts
+
+
+def guard_limit(n_current: int, n_reference: int) -> float:
+    """The most values other than a constant's that a window of `n_current` rows may hold: its
+    reference of `n_reference` rows bounds their rate (95 %), and more than this many would have
+    a tail probability under GUARD_ALPHA at that rate."""
+    rate = 1 - 0.05 ** (1 / max(n_reference, 1))
+    return float(binom.isf(GUARD_ALPHA, max(n_current, 1), rate))
 
 
 def _severity(

@@ -12,6 +12,15 @@ from events.envelope import EventEnvelope
 from events.results import CommandResult
 from infra.kafka import headers, where
 from projections import governance, monitoring, registry, serving, training
+from projections.believe import (
+    Refused,
+    Seen,
+    Trust,
+    Verifier,
+    check_copy,
+    load_heads,
+    quarantine,
+)
 from projections.ops import Event, Projection, Row, execute, sql_value
 
 PROJECTIONS: dict[str, Projection] = {
@@ -94,9 +103,20 @@ def _event(
     offset: int,
     value: bytes,
     seq: int | None,
+    verifier: Verifier,
     *,
     careful: bool,
-) -> None:
+) -> str | None:
+    """Returns, in the careful pass, why a believed event's projection failed (it is kept in the
+    audit log: its chain goes on; the failure is quarantined)."""
+    doc = verifier.doc(topic, partition, offset, value)
+    verdict = verifier.judge(doc)
+    if verdict == "seen":
+        if not careful:
+            raise Seen(f"{doc['aggregate_id']} v{doc['version']}")
+        check_copy(cur, doc)  # the same event again passes, and is not applied twice below
+    elif verdict is not None:
+        raise Refused(verdict)
     env = EventEnvelope.from_bytes(value)
     # Fast path: a plain insert, so statements can be pipelined; an aggregate version seen twice
     # raises, and the batch is redone carefully, where it is skipped instead.
@@ -122,7 +142,8 @@ def _event(
     if careful:
         inserted = cur.fetchone()  # None, or (False,): this version was projected already
         if inserted is None or not inserted[0]:
-            return  # never apply an event twice
+            return None  # never apply an event twice
+    verifier.believed(doc)
     projection = PROJECTIONS.get(env.type)
     if projection is not None:
         event = Event(
@@ -134,7 +155,15 @@ def _event(
             env.payload,
             str(env.event_id),
         )
-        execute(cur, projection(event))
+        if not careful:
+            execute(cur, projection(event))
+            return None
+        try:
+            with cur.connection.transaction():
+                execute(cur, projection(event))
+        except PROJECTION_ERRORS as exc:
+            return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 PROJECTED = Counter(
@@ -149,60 +178,63 @@ PROJECTION_ERRORS = (
 )
 
 
-def _apply(cur: Cursor, msg: Message, *, careful: bool) -> None:
+def _apply(cur: Cursor, msg: Message, verifier: Verifier, *, careful: bool) -> str | None:
     (topic, partition, offset), value = where(msg), msg.value()
     if value is None:
-        raise ValueError("empty record")
+        raise Refused("undecodable") if topic in EVENT_TOPICS else ValueError("empty record")
     if topic == RESULTS_TOPIC:
         _command_status(cur, value)
-    else:
-        _event(cur, topic, partition, offset, value, store_seq(headers(msg)), careful=careful)
+        return None
+    seq = store_seq(headers(msg))
+    return _event(cur, topic, partition, offset, value, seq, verifier, careful=careful)
 
 
-def apply_record(conn: Connection, msg: Message, *, isolate: bool = True) -> bool:
-    """Apply one record. With `isolate`, a record that cannot be projected is set aside in
-    rm_projection_errors (returns False) inside a savepoint, and spoils nothing else."""
+def apply_record(conn: Connection, msg: Message, verifier: Verifier, *, isolate: bool) -> bool:
+    """Apply one record. With `isolate`, a record that is refused or cannot be projected is set
+    aside in rm_projection_errors (returns False) inside a savepoint, and spoils nothing else."""
     if not isolate:
         with conn.cursor() as cur:
-            _apply(cur, msg, careful=False)
+            _apply(cur, msg, verifier, careful=False)
         return True
     try:
         with conn.transaction(), conn.cursor() as cur:
-            _apply(cur, msg, careful=True)
-        return True
-    except PROJECTION_ERRORS as exc:
-        conn.execute(
-            "INSERT INTO rm_projection_errors (topic, kafka_partition, kafka_offset, error, raw)"
-            " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-            (
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                f"{type(exc).__name__}: {exc}"[:2000],
-                msg.value(),
-            ),
-        )
+            failed = _apply(cur, msg, verifier, careful=True)
+    except Refused as exc:
+        quarantine(conn, msg, exc.reason, str(exc))
         return False
+    except PROJECTION_ERRORS as exc:
+        quarantine(conn, msg, "unprojectable", f"{type(exc).__name__}: {exc}")
+        return False
+    if failed is not None:
+        quarantine(conn, msg, "unprojectable", failed)
+    return failed is None
 
 
 def apply_batch(
-    conn: Connection, msgs: list[Message], done: dict[tuple[str, int], int]
+    conn: Connection, msgs: list[Message], done: dict[tuple[str, int], int], trust: Trust
 ) -> dict[tuple[str, int], int]:
     """Apply records in the caller's transaction, skipping offsets at or below `done` (already
     applied), and store the new positions. Returns the last offset applied per partition."""
+    verifier = Verifier(trust)
+    heads = load_heads(conn, verifier.aggregate_ids(msgs, EVENT_TOPICS))
     # Fast path without a savepoint per record; if any record fails, redo the batch carefully so
-    # that only the bad record is set aside.
+    # that only the bad record is set aside. Each pass starts from the heads stored before it.
     try:
         with conn.pipeline(), conn.transaction():  # one round trip for the whole batch
-            applied = _apply_all(conn, msgs, done, isolate=False)
+            applied = _apply_all(conn, msgs, done, verifier.starting(heads), isolate=False)
     except PROJECTION_ERRORS:
-        applied = _apply_all(conn, msgs, done, isolate=True)
+        applied = _apply_all(conn, msgs, done, verifier.starting(heads), isolate=True)
     save_positions(conn, applied)
     return applied
 
 
 def _apply_all(
-    conn: Connection, msgs: list[Message], done: dict[tuple[str, int], int], *, isolate: bool
+    conn: Connection,
+    msgs: list[Message],
+    done: dict[tuple[str, int], int],
+    verifier: Verifier,
+    *,
+    isolate: bool,
 ) -> dict[tuple[str, int], int]:
     applied: dict[tuple[str, int], int] = {}
     for m in msgs:
@@ -210,7 +242,7 @@ def _apply_all(
         key = (topic, partition)
         if offset <= applied.get(key, done.get(key, -1)):
             continue  # already applied before a rebalance re-delivered it
-        ok = apply_record(conn, m, isolate=isolate)
+        ok = apply_record(conn, m, verifier, isolate=isolate)
         PROJECTED.labels("applied" if ok else "error").inc()
         applied[key] = offset
     return applied
@@ -235,9 +267,4 @@ def load_generation(conn: Connection, *, lock: bool = False) -> int:
     row = conn.execute(
         "SELECT generation FROM rm_meta FOR SHARE" if lock else "SELECT generation FROM rm_meta"
     ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def count_projection_errors(conn: Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM rm_projection_errors").fetchone()
     return int(row[0]) if row else 0

@@ -1,5 +1,5 @@
 """Bulk rebuild: fold a history in memory with the same pure projections the live projector runs
-(projections.ops), verify every hash chain on the way, and COPY the rows into a fresh schema.
+(projections.ops), verify every event on the way (hash, chain, signature), and COPY the rows into a fresh schema.
 
 It handles a clean history only. Anything the record-by-record path treats specially (a record
 that cannot be projected, a version out of order, a duplicate key) raises BulkUnsupported, and
@@ -28,6 +28,7 @@ from events.envelope import (
     read_published,
 )
 from events.results import CommandResult, EventRef
+from events.signatures import check_signature
 from infra.kafka import headers, where
 from projections.apply import (
     AUDIT_RELOCATE,
@@ -38,6 +39,7 @@ from projections.apply import (
     save_positions,
     store_seq,
 )
+from projections.believe import Trust
 from projections.bulk_copy import (
     BulkUnsupported,
     Writer,
@@ -172,13 +174,13 @@ def _concat(old: Any, new: Any) -> Any:
 class Fold:
     """The in-memory executor of projection operations, plus the chain and dedupe state."""
 
-    def __init__(self) -> None:
+    def __init__(self, trust: Trust) -> None:
+        self.trust = trust
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = defaultdict(dict)
         self.audit: list[tuple[Any, ...]] = []
         self.status: list[tuple[Any, ...]] = []
         self.commands: set[str] = set()
         self.chains: dict[str, tuple[int, str]] = {}  # aggregate id -> (next version, last hash)
-        self.chain_suspect = False
         self.copies: list[dict[str, Any]] = []  # versions met again, on another topic or offset
         self.positions: dict[tuple[str, int], int] = {}
         self.records = 0
@@ -238,9 +240,16 @@ class Fold:
         if version != expected:
             raise BulkUnsupported(f"{agg} v{version} arrived before v{expected}")
         if d["prev_hash"] != last_hash or not _hash_ok(d, value):
-            self.chain_suspect = True
+            raise BulkUnsupported(f"{agg} v{version} does not extend its chain")
+        try:
+            occurred_at = datetime.fromisoformat(d["occurred_at"])
+        except ValueError as exc:
+            raise BulkUnsupported(f"{agg} v{version}: {exc}") from exc
+        if occurred_at.tzinfo is None or (
+            why := check_signature(d, occurred_at, self.trust.keys, self.trust.legacy)
+        ):
+            raise BulkUnsupported(f"{agg} v{version} is not believed ({why or 'undecodable'})")
         self.chains[agg] = (version + 1, d["hash"])
-        occurred_at = datetime.fromisoformat(d["occurred_at"])
         projection = PROJECTIONS.get(d["type"])
         if projection is not None:
             event = Event(
@@ -276,10 +285,10 @@ def _flush_appends(writer: Writer, fold: Fold) -> None:
     fold.audit, fold.status = [], []  # the writer owns the old lists now
 
 
-def rebuild(conn: Connection, batches: Iterator[list[Message]]) -> Fold:
+def rebuild(conn: Connection, batches: Iterator[list[Message]], trust: Trust) -> Fold:
     """Fold every record of `batches` and write the result to the schema on `conn`."""
     restore = defer_indexes(conn)
-    fold, writer = Fold(), Writer(conn)
+    fold, writer = Fold(trust), Writer(conn)
     try:
         for batch in batches:
             for msg in batch:

@@ -25,7 +25,7 @@ TABLES: dict[str, str] = {
     "rm_projection_positions": "topic, kafka_partition",
     "rm_projection_errors": "topic, kafka_partition, kafka_offset",
 }
-VOLATILE = {"rm_command_status": ["recorded_at"]}
+VOLATILE = {"rm_command_status": ["recorded_at"], "rm_projection_errors": ["recorded_at"]}
 
 
 def digest(conn: Connection, schema: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ from projections.apply import (
     load_positions,
 )
 from projections.audit import verify_audit_log
+from projections.believe import Trust
 from projections.digest import digest
 from projections.log_audit import LogReport, verify_log
 from projections.schema import migrate
@@ -128,13 +129,14 @@ def _copy_range(
     consumer: Consumer,
     start: dict[tuple[str, int], int],
     stop: dict[tuple[str, int], int],
+    trust: Trust,
     progress: Progress | None = None,
 ) -> int:
     """Apply records [start, stop) record by record to the schema on `conn`'s search_path."""
     done = 0
     for msgs in _batches(consumer, start, stop, progress, batch=2000):
         with conn.transaction():
-            apply_batch(conn, msgs, {})
+            apply_batch(conn, msgs, {}, trust)
         done += len(msgs)
     return done
 
@@ -149,21 +151,22 @@ def _rebuild(
     conn: Connection,
     consumer: Consumer,
     report: ReplayReport,
+    trust: Trust,
     progress: Progress | None,
 ) -> None:
-    """Everything up to the current end of the topics: in bulk when the history allows it (and
-    its chains are checked on the way), record by record otherwise."""
+    """Everything up to the current end of the topics: in bulk when the history allows it (every
+    event verified on the way), record by record otherwise (which quarantines what does not)."""
     stop = end_offsets(consumer)
     try:
-        fold = bulk.rebuild(conn, _batches(consumer, {}, stop, progress))
+        fold = bulk.rebuild(conn, _batches(consumer, {}, stop, progress), trust)
         report.records, report.mode = fold.records, "bulk"
-        if not fold.chain_suspect:
-            report.chains_checked = len(fold.chains)
-            return
+        report.chains_checked = len(fold.chains)
+        return
     except bulk.BulkUnsupported as why:
         report.fallback_reason = str(why)
         _fresh_schema(admin, report.schema)
-        report.records, report.mode = _copy_range(conn, consumer, {}, stop, progress), "records"
+        records = _copy_range(conn, consumer, {}, stop, trust, progress)
+        report.records, report.mode = records, "records"
     report.chains_checked, report.chain_break = verify_chains(conn, report.schema)
 
 
@@ -197,14 +200,15 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
     conn = c.read_model_connection(new, durable=False)
     consumer = _consumer(c)
     try:
-        _rebuild(admin, conn, consumer, report, progress)
+        trust = Trust(c.event_keys, c.legacy)
+        _rebuild(admin, conn, consumer, report, trust, progress)
         if verify:  # before the lock: it reads the whole store and every event topic
             report.log = verify_log(c)
         with admin.transaction():
             admin.execute(
                 "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"
             )  # pauses the live projector
-            _align(report, admin, conn, consumer, live_too=verify)
+            _align(report, admin, conn, consumer, trust, live_too=verify)
             if verify:
                 _compare(report, admin, conn, live, new)
             if not verify or report.verified:
@@ -227,7 +231,13 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
 
 
 def _align(
-    report: ReplayReport, admin: Connection, conn: Connection, consumer: Consumer, *, live_too: bool
+    report: ReplayReport,
+    admin: Connection,
+    conn: Connection,
+    consumer: Consumer,
+    trust: Trust,
+    *,
+    live_too: bool,
 ) -> None:
     """Bring both schemas to the same position on every partition, under the lock: the rebuilt one
     up to where the live projector has got, and (when they are to be compared) the live one up to
@@ -235,9 +245,9 @@ def _align(
     live = {k: v + 1 for k, v in load_positions(admin).items()}
     rebuilt = {k: v + 1 for k, v in load_positions(conn).items()}
     target = {k: max(live.get(k, 0), rebuilt.get(k, 0)) for k in live.keys() | rebuilt.keys()}
-    report.records += _copy_range(conn, consumer, rebuilt, target)
+    report.records += _copy_range(conn, consumer, rebuilt, target, trust)
     if live_too:
-        report.live_caught_up = _copy_range(admin, consumer, live, target)
+        report.live_caught_up = _copy_range(admin, consumer, live, target, trust)
 
 
 def _swap(admin: Connection, live: str, new: str) -> None:

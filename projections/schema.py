@@ -122,6 +122,13 @@ MIGRATIONS: list[str] = [
         occurred_at timestamptz NOT NULL);
     CREATE INDEX rm_deployment_history_model ON rm_deployment_history (model_name, seq);
     """,
+    # Quarantine (projections/believe.py): why a record was refused, and what it claims to be.
+    """
+    ALTER TABLE rm_projection_errors ADD COLUMN reason text NOT NULL DEFAULT 'unprojectable',
+        ADD COLUMN aggregate_type text, ADD COLUMN aggregate_id text, ADD COLUMN version bigint,
+        ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();
+    CREATE INDEX rm_projection_errors_reason ON rm_projection_errors (reason, recorded_at);
+    """,
 ]
 
 

@@ -20,7 +20,8 @@ TEST_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_K}",
     "VERITAS_PG_PORT": str(15433 + _SLOT),
     "VERITAS_API_PORT": str(18000 + _SLOT),
-    "VERITAS_METRICS_PORT_BASE": str(19101 + 10 * _SLOT),
+    # Each slot's metrics ports, its sagas' at +20 among them, in a block of their own.
+    "VERITAS_METRICS_PORT_BASE": str(19101 + 50 * _SLOT),
     "VERITAS_KAFKA_HEAP": "768m",
     # Short enough for the stall test to wait seconds, not the default half minute.
     "VERITAS_HEALTH_STALL_AFTER_S": "6",

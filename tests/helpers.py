@@ -13,7 +13,12 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from config.settings import Settings
+from events.envelope import signed_message
+from events.signatures import NoLegacy
+from infra import keys
 from infra.auth import issue_token
+from infra.event_keys import PublishedKeys
+from projections.believe import Trust
 
 
 def token(s: Settings, subject: str, *roles: str) -> str:
@@ -123,3 +128,14 @@ class Rec:
 
     def error(self) -> None:
         return None
+
+
+def trust_of(s: Settings) -> Trust:
+    """What a projector given these settings believes: events signed by their keyring."""
+    return Trust(PublishedKeys(s), NoLegacy())
+
+
+def sign_doc(s: Settings, doc: dict[str, Any]) -> dict[str, Any]:
+    """A hand-built v2 envelope (its hash computed) signed as the event store signs."""
+    key_id, signature = keys.load(s).sign(signed_message(doc["hash"]))
+    return {**doc, "key_id": key_id, "signature": signature}

@@ -234,9 +234,10 @@ def _stop_leftovers(s: Settings) -> None:
 def status(s: Settings) -> list[health.Component]:
     """Every component: the broker, Postgres, each service (its process, and its own pid answering
     on its port) and the work in flight (command lag, relay backlog, projector lag, stalls)."""
-    from projections.apply import count_projection_errors, load_positions
+    from projections.apply import load_positions
+    from projections.quarantine_queries import counts_by_reason
 
-    sampled = health.sample(s, load_positions, count_projection_errors)
+    sampled = health.sample(s, load_positions, counts_by_reason)
     by_name = {c.name: c for c in sampled}
     out = [by_name.pop("kafka"), by_name.pop("postgres")]
     for name in enabled(s):

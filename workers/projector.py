@@ -22,6 +22,7 @@ from projections.apply import (
     load_generation,
     load_positions,
 )
+from projections.believe import Trust
 from projections.schema import migrate
 from veritas.bootstrap import Container, bootstrap
 from workers.base import consume_batch, main, start_worker
@@ -41,6 +42,7 @@ class Projector:
         self.positions = load_positions(self.conn)
         self.generation = load_generation(self.conn)
         self.previous = 0  # size of the last batch
+        self.trust = Trust(container.event_keys, container.legacy)
         self.consumer = Consumer(
             container.kafka_config(
                 **{
@@ -85,7 +87,7 @@ class Projector:
             return 0
         with self.conn.transaction():
             swapped = load_generation(self.conn, lock=True) != self.generation
-            applied = {} if swapped else apply_batch(self.conn, msgs, self.positions)
+            applied = {} if swapped else apply_batch(self.conn, msgs, self.positions, self.trust)
         if swapped:
             self._resync()  # this batch is dropped: it is re-read from the new positions
             return 0

@@ -38,7 +38,10 @@ from prometheus_client import Counter, Gauge
 from commands.catalog import topic_for
 from config.settings import Settings
 from events.envelope import EventEnvelope
+from events.signatures import ChainGate
 from infra import kafka, keys
+from infra.anchors import Anchors
+from infra.event_keys import PublishedKeys
 from ml.store import ArtifactStore
 from sagas.model import OutgoingCommand, command_id, envelope_bytes
 from sagas.serving_plan import CanaryCount, Plan
@@ -58,6 +61,9 @@ GENERATION = Gauge("veritas_serving_generation", "Deployments of user_config so 
 RESULTS_SEEN = Counter(
     "veritas_served_results", "Results on inference.results", ["model", "version", "outcome"]
 )
+REFUSED = Counter(
+    "veritas_serving_refused_events", "Events the serving controller did not believe", ["reason"]
+)
 
 
 class Controller:
@@ -67,6 +73,8 @@ class Controller:
         self.s = settings
         self.control = control
         self.plan = Plan()
+        public = PublishedKeys(settings)
+        self.gate = ChainGate(public, Anchors(settings, public))
         self.store = ArtifactStore(settings.artifacts_dir)
         self.token = ServiceToken(settings, f"service:{NAME}", ["service"])
         self.producer = Producer(kafka.client_config(settings, **{"enable.idempotence": True}))
@@ -172,13 +180,22 @@ class Controller:
         topic = m.topic()
         try:
             if topic in EVENT_TOPICS:
-                self.plan.apply(EventEnvelope.from_bytes(m.value() or b""))
+                self._event(m.value() or b"")
             elif topic == REPORTS:
                 self._report(orjson.loads(m.value() or b""))
             elif topic == RESULTS:
                 self._count(orjson.loads(m.value() or b""))
         except Exception:  # one unusable record never stops serving
             log.exception("skipped a record of %s", topic)
+
+    def _event(self, raw: bytes) -> None:
+        """Only what verifies changes what is served (projections/believe.py's rule)."""
+        doc, why = self.gate.admit(raw)
+        if why is None:
+            self.plan.apply(EventEnvelope.from_bytes(raw))
+        elif why != "seen":
+            REFUSED.labels(why).inc()
+            log.warning("refused an event (%s): %s", why, doc and doc.get("aggregate_id"))
 
     def _deploy(self, force: bool = False) -> None:
         ring = keys.load(self.s)

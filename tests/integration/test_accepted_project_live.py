@@ -19,8 +19,9 @@ from projections import audit, bulk
 from projections.apply import apply_batch
 from projections.digest import digest
 from projections.schema import migrate
-from tests.helpers import Rec
+from tests.helpers import Rec, trust_of
 from tests.strategies import Step, histories
+from tests.unit.harness import SETTINGS
 from tests.unit.test_accepted_projects import run_history
 
 
@@ -51,9 +52,9 @@ def test_accepted_histories_project_identically_and_verify(
             migrate(admin, schema)
         try:
             with _connect(infra, live) as conn, conn.transaction():
-                apply_batch(conn, recs, {})  # type: ignore[arg-type]
+                apply_batch(conn, recs, {}, trust_of(SETTINGS))  # type: ignore[arg-type]
             with _connect(infra, rebuilt) as conn:
-                bulk.rebuild(conn, iter([recs]))  # type: ignore[list-item]
+                bulk.rebuild(conn, iter([recs]), trust_of(SETTINGS))  # type: ignore[list-item]
             errors = admin.execute(
                 f"SELECT error FROM {live}.rm_projection_errors".encode()
             ).fetchall()

@@ -18,12 +18,11 @@ from typer.testing import CliRunner
 
 from config.settings import Settings
 from events.envelope import GENESIS_HASH
-from infra import keys
 from infra.postgres.eventstore import EVENTS_TABLE, PostgresEventStore, datastore_from_dsn
 from projections import audit, bulk
 from projections.apply import apply_batch
 from projections.replay import verify_chains
-from tests.helpers import Rec
+from tests.helpers import Rec, sign_doc, trust_of
 from tests.integration.test_projection_executors import _connect, schemas
 from veritas.bootstrap import bootstrap
 from veritas.cli import app
@@ -32,15 +31,14 @@ __all__ = ["schemas"]  # the fixture, shared with the executor tests
 
 
 def design_hash(prev: str, doc: dict[str, Any]) -> str:
-    body = {k: v for k, v in doc.items() if k != "hash"}
+    body = {k: v for k, v in doc.items() if k not in ("hash", "key_id", "signature")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev + "\n" + text).encode()).hexdigest()
 
 
-def hand_built(agg: str, versions: int = 2, ring: keys.Keyring | None = None) -> list[bytes]:
+def hand_built(s: Settings, agg: str, versions: int = 2) -> list[bytes]:
     """Events of one aggregate as other code writes them: .000000Z timestamps, floats that jsonb
-    would respell (1e+16, -0.0), keys unsorted and spaces after separators. Signed (envelope v2)
-    by `ring` when given."""
+    would respell (1e+16, -0.0), keys unsorted and spaces after separators."""
     out, prev = [], GENESIS_HASH
     for v in range(1, versions + 1):
         doc: dict[str, Any] = {
@@ -56,13 +54,10 @@ def hand_built(agg: str, versions: int = 2, ring: keys.Keyring | None = None) ->
             "causation_id": f"cmd-{v}",
             "payload": {"flops": 1e16, "delta": -0.0, "note": "é"},
             "prev_hash": prev,
+            "envelope_version": 2,
         }
-        if ring is not None:
-            doc["envelope_version"] = 2
         doc["hash"] = prev = design_hash(prev, doc)
-        if ring is not None:
-            doc["key_id"], doc["signature"] = ring.sign(b"veritas-event-v2\n" + prev.encode())
-        out.append(json.dumps(doc, ensure_ascii=False).encode())
+        out.append(json.dumps(sign_doc(s, doc), ensure_ascii=False).encode())
     return out
 
 
@@ -71,12 +66,12 @@ def test_the_read_models_audit_copy_verifies_from_its_json_text(
 ) -> None:
     admin, live, rebuilt = schemas
     agg = str(uuid.uuid4())
-    recs = [Rec("registry.events", 0, i, raw, []) for i, raw in enumerate(hand_built(agg))]
+    recs = [Rec("registry.events", 0, i, raw, []) for i, raw in enumerate(hand_built(infra, agg))]
     with _connect(infra, live) as conn, conn.transaction():
-        apply_batch(conn, recs, {})  # type: ignore[arg-type]
+        apply_batch(conn, recs, {}, trust_of(infra))  # type: ignore[arg-type]
     with _connect(infra, rebuilt) as conn:
-        fold = bulk.rebuild(conn, iter([recs]))  # type: ignore[list-item]
-    assert not fold.chain_suspect
+        fold = bulk.rebuild(conn, iter([recs]), trust_of(infra))  # type: ignore[list-item]
+    assert len(fold.chains) == 1
     for schema in (live, rebuilt):
         assert verify_chains(admin, schema) == (1, None)
         v = audit.verify_audit_log(admin, schema)
@@ -114,13 +109,17 @@ def _store_rows(infra: Settings, schema: str, agg: str, states: list[bytes]) -> 
 
 
 def test_the_store_verifies_from_its_stored_bytes(infra: Settings, store_schema: str) -> None:
-    agg, ring = str(uuid.uuid4()), keys.load(infra)
-    _store_rows(infra, store_schema, agg, hand_built(agg, ring=ring))
+    agg = str(uuid.uuid4())
+    _store_rows(infra, store_schema, agg, hand_built(infra, agg))
     c = bootstrap(infra.model_copy(update={"db_schema": store_schema}))
     v = audit.verify_store(c)
     assert (v.source, v.aggregates, v.events, v.valid) == ("store", 1, 2, True)
-    unsigned = str(uuid.uuid4())  # written after the anchor: refused, and named
-    _store_rows(infra, store_schema, unsigned, hand_built(unsigned))
+    unsigned = str(uuid.uuid4())  # its signatures taken off: refused, and named
+    stripped = [
+        json.dumps({k: x for k, x in json.loads(raw).items() if k != "signature"}).encode()
+        for raw in hand_built(infra, unsigned)
+    ]
+    _store_rows(infra, store_schema, unsigned, stripped)
     v = audit.verify_store(c)
     assert not v.valid and [(p.aggregate_id, p.version, p.reason) for p in v.refused] == [
         (unsigned, 1, "unsigned"),
@@ -133,7 +132,7 @@ def test_the_store_verifies_from_its_stored_bytes(infra: Settings, store_schema:
             (unsigned,),
         )
     other = str(uuid.uuid4())
-    first, _ = hand_built(other, ring=ring)
+    first, _ = hand_built(infra, other)
     _store_rows(infra, store_schema, other, [first, b"[" * 5000 + b"]" * 5000])
     brk = audit.verify_store(c).chain_break
     assert brk is not None and (brk.aggregate_id, brk.version) == (other, 2)
@@ -147,7 +146,7 @@ def test_undecodable_records_on_a_topic_are_named_with_their_place_and_reason(
     admin = AdminClient({"bootstrap.servers": infra.kafka_bootstrap_servers})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
     agg = str(uuid.uuid4())
-    first, second = hand_built(agg, ring=keys.load(infra))
+    first, second = hand_built(infra, agg)
     p = Producer({"bootstrap.servers": infra.kafka_bootstrap_servers})
     for value in (first, b"\xffnot json", second, b'{"version": 3}'):
         p.produce(topic, key=agg, value=value)

@@ -19,8 +19,10 @@ from projections import bulk, bulk_copy
 from projections.apply import apply_batch
 from projections.digest import digest
 from projections.schema import migrate
-from tests.helpers import Rec
-from tests.unit.harness import Harness
+from tests.helpers import Rec, trust_of
+from tests.unit.harness import SETTINGS, Harness
+
+TRUST = trust_of(SETTINGS)  # the harness signs with the key configured in its settings
 
 TOPIC = {"Submission": "governance.events"}
 
@@ -74,9 +76,9 @@ def _project_both(
 ) -> None:
     """The live projector's path in one batch into `live`, the bulk rebuild into `rebuilt`."""
     with _connect(s, live) as conn, conn.transaction():
-        apply_batch(conn, live_recs, {})  # type: ignore[arg-type]
+        apply_batch(conn, live_recs, {}, TRUST)  # type: ignore[arg-type]
     with _connect(s, rebuilt) as conn:
-        bulk.rebuild(conn, iter([bulk_recs]))  # type: ignore[list-item]
+        bulk.rebuild(conn, iter([bulk_recs]), TRUST)  # type: ignore[list-item]
 
 
 def test_live_and_bulk_executors_give_identical_read_models(
@@ -88,11 +90,10 @@ def test_live_and_bulk_executors_give_identical_read_models(
     with _connect(infra, live) as conn:
         for i in range(0, len(recs), 7):  # several batches, as the projector sees them
             with conn.transaction():
-                apply_batch(conn, recs[i : i + 7], {})  # type: ignore[arg-type]
+                apply_batch(conn, recs[i : i + 7], {}, TRUST)  # type: ignore[arg-type]
     with _connect(infra, rebuilt) as conn:
-        fold = bulk.rebuild(conn, iter([recs[:10], recs[10:]]))  # type: ignore[list-item]
+        fold = bulk.rebuild(conn, iter([recs[:10], recs[10:]]), TRUST)  # type: ignore[list-item]
     assert fold.records == len(recs)
-    assert not fold.chain_suspect
     assert len(fold.chains) == len({e.aggregate_id for e in envs})
 
     a, b = digest(admin, live), digest(admin, rebuilt)
@@ -153,23 +154,26 @@ def test_bulk_refuses_what_only_the_record_path_reproduces(infra: Settings) -> N
     envs, _ = _history()
     bad = Rec("monitoring.events", 0, 0, b"not an envelope", [])
     with pytest.raises(bulk.BulkUnsupported, match="undecodable"):
-        bulk.Fold().record(bad)  # type: ignore[arg-type]
+        bulk.Fold(TRUST).record(bad)  # type: ignore[arg-type]
     second = next(e for e in envs if e.version == 2)
     with pytest.raises(bulk.BulkUnsupported, match="arrived before"):
-        bulk.Fold().record(Rec("registry.events", 0, 0, second.to_bytes(), []))  # type: ignore[arg-type]
+        bulk.Fold(TRUST).record(Rec("registry.events", 0, 0, second.to_bytes(), []))  # type: ignore[arg-type]
 
 
-def test_bulk_flags_a_tampered_event(infra: Settings) -> None:
+def test_bulk_refuses_a_tampered_or_unsigned_event(infra: Settings) -> None:
+    """The record-by-record path quarantines such events; the bulk one leaves them to it."""
     envs, _ = _history()
     body = envs[0].to_json_dict()
     body["payload"] = {**body["payload"], "owner": "mallory"}
     tampered = EventEnvelope.model_validate(body).to_bytes()
-    fold = bulk.Fold()
-    fold.record(Rec("registry.events", 0, 0, tampered, []))  # type: ignore[arg-type]
-    assert fold.chain_suspect
-    clean = bulk.Fold()
+    with pytest.raises(bulk.BulkUnsupported, match="does not extend its chain"):
+        bulk.Fold(TRUST).record(Rec("registry.events", 0, 0, tampered, []))  # type: ignore[arg-type]
+    unsigned = envs[0].model_copy(update={"key_id": None, "signature": None}).to_bytes()
+    with pytest.raises(bulk.BulkUnsupported, match=r"not believed \(unsigned"):
+        bulk.Fold(TRUST).record(Rec("registry.events", 0, 0, unsigned, []))  # type: ignore[arg-type]
+    clean = bulk.Fold(TRUST)
     clean.record(Rec("registry.events", 0, 0, envs[0].to_bytes(), []))  # type: ignore[arg-type]
-    assert not clean.chain_suspect
+    assert clean.chains == {str(envs[0].aggregate_id): (2, envs[0].hash)}
 
 
 def test_a_copy_on_another_topic_gives_the_same_audit_row_whichever_is_read_first(
@@ -204,7 +208,7 @@ def test_bulk_rebuild_leaves_every_key_and_index_of_a_migrated_schema(
     assert any("rm_audit_log_pkey" in d for d in before)  # keys and indexes to defer
     envs, results = _history()
     with _connect(infra, rebuilt) as conn:
-        bulk.rebuild(conn, iter([_records(envs, results)]))  # type: ignore[list-item]
+        bulk.rebuild(conn, iter([_records(envs, results)]), TRUST)  # type: ignore[list-item]
     assert _index_ddl(admin, rebuilt) == before
 
 

@@ -21,6 +21,7 @@ from ml.drift import (
     check,
     choose_methods,
     choose_thresholds,
+    guard_limit,
     infer_kind,
     infer_profile,
     per_column_alpha,
@@ -152,12 +153,26 @@ def test_verdicts_equal_evidentlys_own_report(
 
 def test_constant_column_that_varies_is_reported(checker: DriftChecker) -> None:
     window = frame(200, seed=2)
-    window.loc[:2, "const"] = 2.0
+    window.loc[:29, "const"] = 2.0
     result = checker.check(window)
     verdict = result.per_feature["const"]
-    assert (verdict.method, verdict.score, verdict.drifted) == ("constant_guard", 3.0, True)
+    assert (verdict.method, verdict.score, verdict.drifted) == ("constant_guard", 30.0, True)
+    assert verdict.threshold == guard_limit(200, 600)
     assert result.drifted == ["const"] and result.severity == "warning"
     assert result.share_drifted == 0.0  # the share covers tested columns only
+
+
+def test_a_constant_columns_rare_other_value_is_not_drift(checker: DriftChecker) -> None:
+    """600 reference rows that were all one value allow another one at up to 0.5 % (95 %): a
+    window of 200 may hold a few of them without drifting."""
+    limit = guard_limit(200, 600)
+    assert 2 <= limit < 10
+    window = frame(200, seed=2)
+    window.loc[: int(limit) - 1, "const"] = 2.0
+    verdict = checker.check(window).per_feature["const"]
+    assert (verdict.score, verdict.drifted) == (limit, False)
+    window.loc[: int(limit), "const"] = 2.0
+    assert checker.check(window).per_feature["const"].drifted
 
 
 def test_overrides_replace_method_and_threshold(reference: pd.DataFrame) -> None:

@@ -22,7 +22,7 @@ from events.envelope import (
     seal,
     with_signature,
 )
-from events.signatures import Head, NoLegacy, TrustedKey, check_event, check_place
+from events.signatures import ChainGate, Head, NoLegacy, TrustedKey, check_event, check_place
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -161,3 +161,17 @@ def test_a_signed_envelope_round_trips_through_its_bytes() -> None:
     assert back == s and back.to_bytes() == s.to_bytes()
     with pytest.raises(ValueError, match="signed already"):
         with_signature(s, "k", "sig")
+
+
+def test_the_gate_of_a_whole_topic_reader_believes_one_chain() -> None:
+    first = signed(event(), KEY)
+    second = signed(event(2, first.hash, aggregate_id=first.aggregate_id), KEY)
+    forged = event(2, first.hash, aggregate_id=first.aggregate_id)  # unsigned
+    gate = ChainGate(TRUSTED, NoLegacy())
+    assert gate.admit(first.to_bytes())[1] is None
+    assert gate.admit(forged.to_bytes())[1] == "unsigned"
+    assert gate.admit(b"junk") == (None, "undecodable")
+    assert gate.admit(second.to_bytes())[1] is None
+    assert gate.admit(second.to_bytes())[1] == "seen"  # a copy
+    third = signed(event(4, second.hash, aggregate_id=first.aggregate_id), KEY)
+    assert gate.admit(third.to_bytes())[1] == "version_gap"
