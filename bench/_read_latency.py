@@ -18,6 +18,7 @@ import psycopg
 from _read_common import COMMANDS_TOPIC, SCRATCH_TOPIC, register_envelope, stats_ms
 from _stack import (
     consumer_at_end,
+    kafka_conf,
     produce,
     producer,
 )
@@ -208,7 +209,7 @@ def raw_kafka_latency(
     `transactional`, each record is produced and committed in its own Kafka transaction, as the
     relay and the handler do when commands arrive one at a time: the least the design's path pays
     per transactional hop."""
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
+    admin = AdminClient({**kafka_conf(s)})
     if SCRATCH_TOPIC not in admin.list_topics(timeout=10).topics:
         for fut in admin.create_topics(
             [NewTopic(SCRATCH_TOPIC, num_partitions=s.topic_partitions, replication_factor=1)]
@@ -240,7 +241,7 @@ def raw_kafka_latency(
     t.start()
     time.sleep(0.5)
     p = (
-        transactional_producer(s, f"bench-read-txn-{run}", **{"linger.ms": 1})
+        transactional_producer(s, f"bench-read-txn-{run}", "admin", **{"linger.ms": 1})
         if transactional
         else producer(s, **{"linger.ms": 1})
     )

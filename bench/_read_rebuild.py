@@ -12,6 +12,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
+from _stack import kafka_conf
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from config.settings import Settings
@@ -35,7 +36,7 @@ class FromZero:
     def __init__(self, s: Settings, group: str) -> None:
         self.consumer = Consumer(
             {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
+                **kafka_conf(s),
                 "group.id": f"{group}-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

@@ -24,6 +24,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _stack import sasl_conf, servers_conf  # noqa: E402
+
 from ml.model import load_model  # noqa: E402
 
 
@@ -42,14 +44,14 @@ def plain(
     eos = delivery == "exactly_once"
     consumer = Consumer(
         {
-            "bootstrap.servers": servers,
+            **servers_conf(servers),
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
     )
-    pconf = {"bootstrap.servers": servers, "linger.ms": 1, "enable.idempotence": True}
+    pconf = {**servers_conf(servers), "linger.ms": 1, "enable.idempotence": True}
     if eos:
         pconf |= {
             "transactional.id": f"{group}-tx",
@@ -126,7 +128,7 @@ def ingress(servers: str, topic: str, results: str, n: int, batch: int, spec_jso
     host = ModelHost()
     host.apply({"models": {"digits": {"production": json.loads(spec_json)}}})
     group = f"sweep-{time.time_ns()}"
-    cfg = IngressConfig(servers, topic, results, group, group, max_batch=batch)
+    cfg = IngressConfig(servers, topic, results, group, group, max_batch=batch, client=sasl_conf())
     loop = IngressLoop(cfg, lambda: host.snapshot)
     cpu0 = time.process_time()
     loop.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from _stack import servers_conf
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 
@@ -15,7 +16,7 @@ def bridge(handle: Any, servers: str, topic: str, results: str, n: int, block: i
     group = f"bridge-{time.time_ns()}"
     consumer = Consumer(
         {
-            "bootstrap.servers": servers,
+            **servers_conf(servers),
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -24,7 +25,7 @@ def bridge(handle: Any, servers: str, topic: str, results: str, n: int, block: i
     )
     producer = Producer(
         {
-            "bootstrap.servers": servers,
+            **servers_conf(servers),
             "transactional.id": group,
             "linger.ms": 1,
             "retry.backoff.ms": 2,

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stack import (
     command_envelope,
     consumer_at_end,
+    kafka_conf,
     percentile,
     produce,
     producer,
@@ -242,7 +243,7 @@ def command_latency(s: Settings, token: str, rate: float, seconds: float) -> dic
 
 
 def kafka_latency(s: Settings, token: str, rate: float, seconds: float) -> dict[str, Any]:
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
+    admin = AdminClient({**kafka_conf(s)})
     if SCRATCH_TOPIC not in admin.list_topics(timeout=10).topics:
         for fut in admin.create_topics(
             [NewTopic(SCRATCH_TOPIC, num_partitions=s.topic_partitions, replication_factor=1)]

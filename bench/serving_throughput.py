@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
+from _stack import sasl_conf, servers_conf  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 
 from bench._serving_bridge import bridge  # noqa: E402
@@ -54,7 +55,7 @@ def rate_from_timestamps(topic: str, n: int, timeout_s: float = 300) -> float:
     """Results/s between the first and the last result's timestamp, once all ``n`` are in."""
     c = Consumer(
         {
-            "bootstrap.servers": SERVERS,
+            **servers_conf(SERVERS),
             "group.id": f"rate-{topic}-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -105,7 +106,7 @@ def latencies(send_to: str, topic: str, rate: float, seconds: float, rows: list[
     stop = threading.Event()
     c = Consumer(
         {
-            "bootstrap.servers": SERVERS,
+            **servers_conf(SERVERS),
             "group.id": f"lat-{prefix}-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed" if committed else "read_uncommitted",
@@ -156,7 +157,7 @@ def backlog(topic: str, n: int, rows: list[list[float]], transactional: bool) ->
     """
     from confluent_kafka import Producer
 
-    conf: dict[str, Any] = {"bootstrap.servers": SERVERS, "linger.ms": 5}
+    conf: dict[str, Any] = {**servers_conf(SERVERS), "linger.ms": 5}
     if transactional:
         conf |= {"transactional.id": f"backlog-{time.time_ns()}", "transaction.timeout.ms": 600_000}
     p = Producer(conf)
@@ -247,7 +248,7 @@ def main() -> None:
             print(f"ingress max_batch {b}: {sweep[-1][1]:,}/s, {sweep[-1][2]} us CPU/request", flush=True)  # fmt: skip
         facts = control.start_ray()
         print(f"ray: {facts}", flush=True)
-        ingress = {"bootstrap_servers": SERVERS, "requests_topic": REQ_SERVE, "results_topic": "res.serve", "group_id": "g-serve", "max_batch": batch}  # fmt: skip
+        ingress = {"bootstrap_servers": SERVERS, "client": sasl_conf(), "requests_topic": REQ_SERVE, "results_topic": "res.serve", "group_id": "g-serve", "max_batch": batch}  # fmt: skip
         serving = control.Serving(control.settings_dict(ingress=ingress))
         t0 = time.perf_counter()
         serving.deploy({"models": {"digits": {"production": spec}}})

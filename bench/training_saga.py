@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _stack import kafka_conf  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from bench._stack import bench_stack, markdown_table  # noqa: E402
@@ -50,7 +51,7 @@ class Watch:
 
     def __init__(self, s: Settings, topic: str) -> None:
         self.c = Consumer(
-            {"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"b-{uuid.uuid4()}",
+            {**kafka_conf(s), "group.id": f"b-{uuid.uuid4()}",
              "isolation.level": "read_committed", "enable.auto.commit": False}
         )  # fmt: skip
         parts = self.c.list_topics(topic, timeout=10).topics[topic].partitions
@@ -186,7 +187,7 @@ def main() -> int:
         tok = issue_token(s, "bench", ["data_scientist"])
         p = Producer(
             {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
+                **kafka_conf(s),
                 "enable.idempotence": True,
                 "linger.ms": 1,
             }

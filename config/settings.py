@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,21 @@ class Settings(BaseSettings):
     kafka_heap: str = "512m"
     # The embedded broker's JIT stops at C1: see infra/kafka/kafka.sh. Empty: the JVM's defaults.
     kafka_jvm_opts: str = "-XX:TieredStopAtLevel=1"
+    # Kafka authentication (infra/kafka/security.py). The embedded broker takes SASL/SCRAM on its
+    # client listener, with ACLs and deny by default; its super user `admin` signs in with PLAIN.
+    # PLAINTEXT: an external cluster without authentication (no credentials, users or ACLs).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
+    kafka_admin_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    # Per principal (admin, relay, service, client): user names and passwords, e.g. for an external
+    # cluster (JSON in the environment). A password not given here is generated on first use into
+    # kafka_secrets_dir (mode 0600) and never logged.
+    kafka_usernames: dict[str, str] = {}
+    kafka_passwords: dict[str, SecretStr] = {}
+    # `veritas init` creates the SCRAM users and the ACLs as admin; off where the cluster's
+    # operators manage them.
+    kafka_manage_acls: bool = True
+    kafka_ssl_ca_location: str | None = None  # SASL_SSL: the CA bundle; None: the system's
     topic_partitions: int = 3
     topic_replication_factor: int = 1
     topic_min_insync_replicas: int = 1
@@ -148,6 +164,10 @@ class Settings(BaseSettings):
     @property
     def kafka_data_dir(self) -> Path:
         return self.var_dir / "kafka"
+
+    @property
+    def kafka_secrets_dir(self) -> Path:
+        return self.var_dir / "secrets" / "kafka"
 
     @property
     def saga_metrics_base(self) -> int:

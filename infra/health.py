@@ -68,6 +68,7 @@ def _consumer(s: Settings, group: str | None = None, **extra: bool | int | str) 
     return Consumer(
         kafka.client_config(
             s,
+            principal="service",
             **{
                 "group.id": group or f"veritas-health-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
@@ -146,7 +147,7 @@ def relay_backlog(s: Settings, conn: psycopg.Connection) -> Progress:
         f"SELECT coalesce(max(notification_id), 0) FROM {s.db_schema}.veritas_events".encode()
     ).fetchone()
     stored = int(row[0]) if row else 0
-    position = kafka.relay_position(s)
+    position = kafka.relay_position(s, principal="service")
     return Progress("notification_id", position, max(0, stored - position))
 
 
@@ -226,7 +227,11 @@ def sample(s: Settings, stored_positions: Any, projection_errors: Any) -> list[C
     """Every component's health. `stored_positions(conn)` and `projection_errors(conn)` read the
     read models (passed in: the read side owns those tables)."""
     out = [
-        Component("kafka", "ok" if kafka.broker_ready(s) else "down", s.kafka_bootstrap_servers),
+        Component(
+            "kafka",
+            "ok" if kafka.broker_ready(s, principal="service") else "down",
+            s.kafka_bootstrap_servers,
+        ),
         Component(
             "postgres",
             "ok" if pg.is_ready(s.dsn) else "down",

@@ -68,7 +68,8 @@ def _report_sink(settings: ServerSettings) -> Any:
     from confluent_kafka import Producer
 
     servers = settings.report_bootstrap_servers or (settings.ingress or {}).get("bootstrap_servers")
-    producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True})
+    security = (settings.ingress or {}).get("client") or {}
+    producer = Producer({"bootstrap.servers": servers, **security, "enable.idempotence": True})
     topic = settings.report_topic
 
     def send(report: dict[str, Any]) -> None:

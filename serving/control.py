@@ -45,6 +45,38 @@ class RayOptions:
     # Another Ray than TESTED_RAY: the private deploy path may have changed there (the caller maps
     # this from its settings; this package reads no environment variable of ours).
     allow_any_ray: bool = False
+    # A local head without the autoscaler monitor, the log monitor and the API server.
+    lean_head: bool = True
+
+
+def _lean_head() -> None:
+    """One local node never scales, its logs stay in files (log_to_driver=False) and Serve is
+    deployed through its controller actor, so its head needs neither the autoscaler monitor, nor
+    the log monitor, nor the API server that include_dashboard=False still starts (about 290 MiB
+    together). Ray 2.60's ray.init does not expose RayParams' no_monitor / include_log_monitor
+    (`ray start` does): the head Node is given them as it is built, and its API server is left
+    out as Ray leaves out one that failed to start (the private API is pinned by TESTED_RAY, as
+    deploy_apps is)."""
+    from ray._private import node
+
+    original = node.Node.__init__
+    if getattr(original, "veritas_lean", False):
+        return
+
+    def init(self: Any, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("head", args[0] if args else False):
+            ray_params.no_monitor = True
+            ray_params.include_log_monitor = False
+        original(self, ray_params, *args, **kwargs)
+
+    def no_api_server(self: Any, **_: Any) -> None:
+        # What Ray does when the API server fails to start and it is not required: no web UI.
+        # Serve is deployed through its controller actor, never through that REST API.
+        self._webui_url = None
+
+    init.veritas_lean = True  # type: ignore[attr-defined]
+    node.Node.__init__ = init  # type: ignore[method-assign]
+    node.Node.start_api_server = no_api_server  # type: ignore[method-assign]
 
 
 def _token(path: Path) -> Path:
@@ -83,6 +115,8 @@ def start_ray(options: RayOptions | None = None) -> dict[str, Any]:
     if opts.address is not None:
         ray.init(address=opts.address, log_to_driver=False)
     else:
+        if opts.lean_head:
+            _lean_head()
         ray.init(
             num_cpus=opts.num_cpus,
             object_store_memory=opts.object_store_memory,

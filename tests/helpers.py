@@ -15,14 +15,30 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from config.settings import Settings
 from events.envelope import signed_message
 from events.signatures import NoLegacy
-from infra import keys
+from infra import kafka, keys
 from infra.auth import issue_token
 from infra.event_keys import PublishedKeys
+from infra.kafka import Principal
 from projections.believe import Trust
 
 
 def token(s: Settings, subject: str, *roles: str) -> str:
     return issue_token(s, subject, list(roles))
+
+
+def kafka_conf(s: Settings, principal: Principal = "admin", **extra: Any) -> dict[str, Any]:
+    """A raw test's Kafka client's configuration: the super user unless a principal is named."""
+    return kafka.client_config(s, principal=principal, **extra)
+
+
+def servers_conf(servers: str, principal: Principal = "admin") -> dict[str, Any]:
+    """The same for a client given only bootstrap servers (credentials: this process's Settings)."""
+    return kafka.client_config(Settings(kafka_bootstrap_servers=servers), principal=principal)
+
+
+def sasl_conf(principal: Principal = "admin") -> dict[str, str]:
+    """Only the credentials (e.g. serving's IngressConfig.client), from this process's Settings."""
+    return kafka.security.sasl_config(Settings(), principal)
 
 
 def envelope(
@@ -38,9 +54,7 @@ def envelope(
 
 
 def producer(s: Settings) -> Producer:
-    return Producer(
-        {"bootstrap.servers": s.kafka_bootstrap_servers, "linger.ms": 5, "enable.idempotence": True}
-    )
+    return Producer({**kafka_conf(s), "linger.ms": 5, "enable.idempotence": True})
 
 
 def publish(p: Producer, topic: str, value: bytes, tok: str | None, key: str | None = None) -> None:
@@ -49,7 +63,7 @@ def publish(p: Producer, topic: str, value: bytes, tok: str | None, key: str | N
 
 
 def end_offsets(s: Settings, topic: str) -> list[TopicPartition]:
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"})
+    c = Consumer({**kafka_conf(s), "group.id": f"t-{uuid.uuid4()}"})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     out = [
         TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
@@ -65,7 +79,7 @@ def read_from(
     """Read records from `start` (read_committed) until `until(records)` is true or time runs out."""
     c = Consumer(
         {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
+            **kafka_conf(s),
             "group.id": f"t-{uuid.uuid4()}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ml import signing
 from ml.util import sha256_file
+from tests.helpers import sasl_conf, servers_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 # Training is deterministic (same seed, same bytes), so artifacts are made once and kept here.
@@ -108,6 +109,7 @@ def _ingress(argv: list[str]) -> None:
     cfg = IngressConfig.from_dict(
         {
             "bootstrap_servers": servers,
+            "client": sasl_conf(),
             "requests_topic": req,
             "results_topic": res,
             "group_id": group,
@@ -150,7 +152,7 @@ def create_topics(servers: str, topics: dict[str, int]) -> None:
     """Create ``name -> partitions`` afresh (deleting any that exist)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": servers})
+    admin = AdminClient({**servers_conf(servers)})
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in topics if t in existing]
     if doomed:
@@ -168,7 +170,7 @@ def create_topics(servers: str, topics: dict[str, int]) -> None:
 def producer(servers: str) -> Any:
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": servers, "linger.ms": 2, "enable.idempotence": True})
+    return Producer({**servers_conf(servers), "linger.ms": 2, "enable.idempotence": True})
 
 
 def produce_all(servers: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
@@ -196,7 +198,7 @@ class Results:
 
         self.consumer = Consumer(
             {
-                "bootstrap.servers": servers,
+                **servers_conf(servers),
                 "group.id": group or f"results-reader-{time.time_ns()}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,

@@ -34,6 +34,8 @@ def utc_now() -> datetime:
 class Container:
     settings: Settings
     clock: Clock = utc_now
+    # The Kafka principal of this process's clients (infra/kafka/security.py).
+    principal: kafka.Principal = "service"
     _store: EventStore | None = field(default=None, repr=False)
 
     @cached_property
@@ -85,7 +87,7 @@ class Container:
         )
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
-        return kafka.client_config(self.settings, **extra)
+        return kafka.client_config(self.settings, principal=self.principal, **extra)
 
     def close(self) -> None:
         store = self.__dict__.get("store")
@@ -94,6 +96,12 @@ class Container:
 
 
 def bootstrap(
-    settings: Settings | None = None, *, store: EventStore | None = None, clock: Clock | None = None
+    settings: Settings | None = None,
+    *,
+    store: EventStore | None = None,
+    clock: Clock | None = None,
+    principal: kafka.Principal = "service",
 ) -> Container:
-    return Container(settings=settings or Settings(), clock=clock or utc_now, _store=store)
+    return Container(
+        settings=settings or Settings(), clock=clock or utc_now, principal=principal, _store=store
+    )

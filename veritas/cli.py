@@ -10,6 +10,7 @@ import httpx
 import typer
 
 from config.settings import Settings
+from infra import kafka
 from infra.auth import issue_token
 from veritas import cli_audit, cli_monitoring, cli_serving, cli_training, services
 from veritas.bootstrap import bootstrap
@@ -50,6 +51,23 @@ def status() -> None:
         word = "healthy" if h.healthy else h.status.upper()
         typer.echo(f"{h.name:<20} {word:<8} {h.detail}")
     raise typer.Exit(0 if all(h.healthy for h in rows) else 1)
+
+
+@app.command("client-config")
+def client_config(
+    principal: Annotated[
+        str, typer.Option(help="admin, relay, service or client (commands and predictions)")
+    ] = "client",
+) -> None:
+    """Print librdkafka properties (key=value) for a Kafka client of this stack, e.g. a file for
+    kcat -F or confluent-kafka. It holds the principal's password: keep it private."""
+    if principal not in kafka.security.PRINCIPALS:
+        typer.echo(f"error: unknown principal {principal!r}", err=True)
+        raise typer.Exit(2)
+    s = Settings()
+    kafka.security.ensure_secrets(s)
+    conf = kafka.client_config(s, principal=principal)
+    typer.echo("\n".join(f"{k}={v}" for k, v in conf.items()))
 
 
 @app.command()

@@ -29,6 +29,7 @@ def predict_once(
     consumer = Consumer(
         kafka.client_config(
             s,
+            principal="client",
             **{
                 "group.id": f"veritas-cli-{rid}",
                 "enable.auto.commit": False,
@@ -44,7 +45,9 @@ def predict_once(
         ]
         consumer.assign(parts)
         consumer.consume(1, 0.5)  # resolves the end offsets before the request is sent
-        producer = Producer(kafka.client_config(s, **{"enable.idempotence": True}))
+        producer = Producer(
+            kafka.client_config(s, principal="client", **{"enable.idempotence": True})
+        )
         body = {"request_id": rid, "model_name": model, "features": features}
         producer.produce("inference.requests", orjson.dumps(body), rid.encode())
         producer.flush(s.kafka_call_timeout_s)

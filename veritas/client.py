@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from commands.catalog import COMMAND_TYPES, topic_for
+from infra import kafka
 from veritas.bootstrap import Container
 
 
@@ -35,12 +36,14 @@ class ResultWatcher:
 
     def __init__(self, container: Container) -> None:
         self.consumer = Consumer(
-            container.kafka_config(
+            kafka.client_config(
+                container.settings,
+                principal="client",
                 **{
                     "group.id": f"veritas-cli-{uuid.uuid4()}",
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
-                }
+                },
             )
         )
         meta = self.consumer.list_topics("events.results", timeout=10)
@@ -69,7 +72,9 @@ class ResultWatcher:
 
 
 def send(container: Container, token: str, env: dict[str, Any], key: str | None = None) -> None:
-    producer = Producer(container.kafka_config(**{"enable.idempotence": True}))
+    producer = Producer(
+        kafka.client_config(container.settings, principal="client", **{"enable.idempotence": True})
+    )
     topic = topic_for(env["type"]) if env["type"] in COMMAND_TYPES else "registry.commands"
     producer.produce(
         topic,

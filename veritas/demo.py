@@ -14,11 +14,24 @@ from confluent_kafka import Producer
 
 from config.settings import Settings
 from domain.registry import model_id
+from infra import kafka
 from infra.auth import issue_token
 from projections.replay import replay
 from veritas import demo_monitoring, demo_serving, demo_training
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
+
+
+def _denied(p: Producer) -> str:
+    """The error a client principal gets writing an event topic (the audit log)."""
+    errors: list[str] = []
+    p.produce(
+        "registry.events",
+        value=b"forged",
+        on_delivery=lambda err, _m: errors.append(err.name() if err else "written"),
+    )
+    p.flush(10)
+    return errors[0] if errors else "no answer"
 
 
 def _step(title: str) -> None:
@@ -88,10 +101,14 @@ def run(s: Settings) -> int:
     ok &= model is not None
 
     _step("2. Bad input gets a clear answer and stops nothing")
-    bad = Producer(c.kafka_config())
+    # What `veritas client-config` prints: any Kafka client signs in as `client` with it.
+    bad = Producer(kafka.client_config(c.settings, principal="client"))
     bad.produce("registry.commands", key=b"x", value=b"{not json")
     bad.flush(5)
-    print("   malformed bytes -> commands.dlq with header dlq.reason=invalid_json")
+    print("   malformed bytes (a plain Kafka client, `veritas client-config`)")
+    print("                   -> commands.dlq with header dlq.reason=invalid_json")
+    denied = _denied(bad)
+    print(f"   the same client writing registry.events -> {denied} (only the relay may)")
     env2 = envelope("RegisterModel", {"name": name + "-x"})
     send(c, "", env2)
     print(f"   no token        -> {watcher.wait(env2['command_id'])}")

@@ -52,7 +52,7 @@ def _wait(
 
 def _stream(s: Settings, name: str, stop: threading.Event) -> None:
     """50 requests/s for the canary to be measured on."""
-    p = Producer(kafka.client_config(s, **{"linger.ms": 5}))
+    p = Producer(kafka.client_config(s, principal="client", **{"linger.ms": 5}))
     i = 0
     while not stop.is_set():
         rid = f"demo-{uuid.uuid4().hex[:8]}-{i}"

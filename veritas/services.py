@@ -119,6 +119,7 @@ def prepare(s: Settings, timeout_s: float = 120.0) -> None:
     models (idempotent)."""
     for d in (s.var_dir, s.run_dir, s.log_dir):
         d.mkdir(parents=True, exist_ok=True)
+    kafka.security.ensure_secrets(s)  # before the broker starts: it reads admin's password
     supervisor.ensure(s, programs(s))
     for name in ("kafka", "postgres"):
         if (name == "kafka" and s.kafka_embedded) or (name == "postgres" and s.pg_embedded):
@@ -129,6 +130,7 @@ def prepare(s: Settings, timeout_s: float = 120.0) -> None:
             raise RuntimeError(f"Kafka or Postgres did not come up; see {s.log_dir}")
         time.sleep(0.3)
     kafka.ensure_topics(s)
+    kafka.security.apply(s)  # the SCRAM users and ACLs, as admin
     keys.ensure_dev_key(s)  # the signing key of artifacts and events, unless one is configured
     container = bootstrap(s)
     _ = container.store  # creates the event-store tables

@@ -222,6 +222,7 @@ def _new_producer(s: Settings, tid: str) -> Producer:
     return transactional_producer(
         s,
         tid,
+        "service",
         **{
             "linger.ms": 2,
             "compression.type": "lz4",

@@ -39,9 +39,12 @@ from veritas.bootstrap import bootstrap
 from workers.monitor_state import (
     ModelState,
     VersionInfo,
+    accuracy_payload,
+    labelled_row,
     load_model_state,
     load_version,
     recorded_positions,
+    wait_result,
 )
 from workers.recovery import EXIT_FATAL
 from workers.sagas.app import make_app
@@ -202,16 +205,7 @@ class DriftMonitor:
             await self._release([pos])
             return
         key = (row.model_name, row.version)
-        labelled = Row(
-            row.request_id,
-            row.model_name,
-            row.version,
-            [],
-            str(row.prediction) == str(label),
-            pos,
-            pos,
-            now,
-        )
+        labelled = labelled_row(row, label, pos, now)
         vw = await self._windows(key, self.accuracy, "accuracy")
         if vw is None or not vw.add(labelled):
             await self._release([pos])
@@ -226,17 +220,9 @@ class DriftMonitor:
         if rows is None:
             return
         window_id = vw.last_id + 1
-        correct = sum(bool(r.prediction) for r in rows)
-        payload = {
-            "model_name": key[0],
-            "version": key[1],
-            "window_id": window_id,
-            "n": len(rows),
-            "correct": correct,
-            "bounds": bounds(rows),
-        }
+        payload = accuracy_payload(key, window_id, rows)
         await self._record("RecordAccuracy", "AccuracyRecorded", key, window_id, payload, vw)
-        ACCURACY.labels(*key).set(correct / len(rows))
+        ACCURACY.labels(*key).set(payload["correct"] / len(rows))
 
     # Shared ---------------------------------------------------------------------------------
 
@@ -279,7 +265,7 @@ class DriftMonitor:
         cmd = OutgoingCommand(ctype, payload, key[0])
         await self.publisher.publish([cmd], cause, None)
         cid = command_id(NAME, cause, 0, ctype)
-        result = await self._io(lambda: self._wait_result(cid))
+        result = await self._io(lambda: wait_result(self.store, cid))
         held = await self._io(
             lambda: recorded_positions(self.store, key[0], etype, key[1], window_id)
         )
@@ -289,15 +275,6 @@ class DriftMonitor:
             vw.last_id = window_id - 1
         taken = vw.recorded(window_id, held)
         await self._release([p for r in taken for p in {r.request_pos, r.result_pos}])
-
-    def _wait_result(self, cid: str, timeout_s: float = 120.0) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = self.store.find_results([cid]).get(cid)
-            if found is not None:
-                return found
-            time.sleep(0.05)
-        raise TimeoutError(f"no result for {cid} after {timeout_s}s")
 
     async def _release(self, positions: list[Pos]) -> None:
         for event in self.acks.finish(positions):

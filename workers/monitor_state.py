@@ -4,6 +4,7 @@ calls these on its threads): a model's monitoring state, a version's reference a
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +17,8 @@ from domain.registry import ModelVersion, version_id
 from infra.postgres.eventstore import EventStore
 from ml.drift import DriftChecker
 from ml.store import ArtifactStore
-from monitoring.joining import Pos
-from monitoring.windows import positions_of
+from monitoring.joining import Pos, Row
+from monitoring.windows import bounds, positions_of
 
 
 @dataclass
@@ -92,3 +93,31 @@ def load_version(
         overrides=tests or None,  # type: ignore[arg-type]
     )
     return VersionInfo(names, checker, acc)
+
+
+def labelled_row(row: Row, label: Any, pos: Pos, now: float) -> Row:
+    """A prediction joined with its feedback: `prediction` holds whether it was right."""
+    right = str(row.prediction) == str(label)
+    return Row(row.request_id, row.model_name, row.version, [], right, pos, pos, now)
+
+
+def accuracy_payload(key: tuple[str, str], window_id: int, rows: list[Row]) -> dict[str, Any]:
+    return {
+        "model_name": key[0],
+        "version": key[1],
+        "window_id": window_id,
+        "n": len(rows),
+        "correct": sum(bool(r.prediction) for r in rows),
+        "bounds": bounds(rows),
+    }
+
+
+def wait_result(store: EventStore, cid: str, timeout_s: float = 120.0) -> Any:
+    """A command's result, once the handler has stored it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = store.find_results([cid]).get(cid)
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise TimeoutError(f"no result for {cid} after {timeout_s}s")

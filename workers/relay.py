@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
 from infra.kafka import RELAY_POSITION_TOPIC, relay_position, transactional_producer
+from infra.kafka.security import RELAY_TRANSACTIONAL_ID
 from infra.postgres.eventstore import Notification
 from veritas.bootstrap import Container, bootstrap
 from workers.base import main, start_worker
@@ -47,7 +48,10 @@ def relay_batch(producer: Producer, notes: list[Notification], timeout_s: float)
 
 def make_producer(container: Container) -> Producer:
     return transactional_producer(
-        container.settings, "veritas-relay", **{"linger.ms": 1, "compression.type": "lz4"}
+        container.settings,
+        RELAY_TRANSACTIONAL_ID,
+        "relay",
+        **{"linger.ms": 1, "compression.type": "lz4"},
     )
 
 
@@ -107,4 +111,4 @@ def run(container: Container) -> None:
 
 
 if __name__ == "__main__":
-    main(lambda: run(bootstrap()))
+    main(lambda: run(bootstrap(principal="relay")))

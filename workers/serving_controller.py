@@ -77,10 +77,13 @@ class Controller:
         self.gate = ChainGate(public, Anchors(settings, public))
         self.store = ArtifactStore(settings.artifacts_dir)
         self.token = ServiceToken(settings, f"service:{NAME}", ["service"])
-        self.producer = Producer(kafka.client_config(settings, **{"enable.idempotence": True}))
+        self.producer = Producer(
+            kafka.client_config(settings, principal="service", **{"enable.idempotence": True})
+        )
         self.consumer = Consumer(
             kafka.client_config(
                 settings,
+                principal="service",
                 **{
                     "group.id": f"veritas-{NAME}-{uuid4().hex[:8]}",  # assigned, never committed
                     "enable.auto.commit": False,
@@ -114,6 +117,8 @@ class Controller:
         log.info("ray started: %s", facts)
         ingress = {
             "bootstrap_servers": s.kafka_bootstrap_servers,
+            # The replicas' credentials (service): Serve hands them to each replica's constructor.
+            "client": kafka.security.sasl_config(s, "service"),
             "requests_topic": REQUESTS,
             "results_topic": RESULTS,
             "group_id": s.serving_group_id,
@@ -263,7 +268,11 @@ class Controller:
         self._send(f"scale/{uuid4()}", OutgoingCommand("RecordScaleOut", payload, "fleet"))
 
     def _lag(self) -> int:
-        probe = Consumer(kafka.client_config(self.s, **{"group.id": self.s.serving_group_id}))
+        probe = Consumer(
+            kafka.client_config(
+                self.s, principal="service", **{"group.id": self.s.serving_group_id}
+            )
+        )
         try:
             meta = probe.list_topics(REQUESTS, timeout=self.s.kafka_call_timeout_s)
             parts = [TopicPartition(REQUESTS, p) for p in meta.topics[REQUESTS].partitions]

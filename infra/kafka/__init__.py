@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -20,48 +19,20 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from config.settings import ROOT, Settings
+from infra.kafka import security
+from infra.kafka.security import Principal, client_config
+from infra.kafka.topics import FOREVER, RELAY_POSITION_TOPIC, TOPICS, TopicSpec
 
+__all__ = [
+    "FOREVER",
+    "RELAY_POSITION_TOPIC",
+    "TOPICS",
+    "Principal",
+    "TopicSpec",
+    "client_config",
+    "security",
+]
 KAFKA_SCRIPT = ROOT / "infra" / "kafka" / "kafka.sh"
-FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
-RELAY_POSITION_TOPIC = "veritas.relay.position"
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int | None = None  # None: settings.topic_partitions
-    config: dict[str, str] = field(default_factory=dict)
-
-
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("registry.commands"),
-    TopicSpec("governance.commands"),
-    TopicSpec("training.commands"),
-    # The training saga's step commands, keyed by saga id, for the step workers.
-    TopicSpec("training.steps"),
-    TopicSpec("serving.commands"),
-    TopicSpec("monitoring.commands"),
-    TopicSpec("events.results"),
-    TopicSpec("commands.dlq", config={"retention.ms": "-1"}),
-    TopicSpec("registry.events", config=FOREVER),
-    TopicSpec("governance.events", config=FOREVER),
-    TopicSpec("training.events", config=FOREVER),
-    TopicSpec("serving.events", config=FOREVER),
-    TopicSpec("monitoring.events", config=FOREVER),
-    TopicSpec("inference.requests"),
-    TopicSpec("inference.results"),
-    TopicSpec("inference.feedback"),
-    # Internal: the serving replicas' reports (loads refused, versions put into service), which
-    # the serving controller records as serving commands.
-    TopicSpec("serving.reports", partitions=1),
-    # Internal: the relay's committed position, written in the same Kafka transaction as the events.
-    TopicSpec(RELAY_POSITION_TOPIC, partitions=1, config={"cleanup.policy": "compact"}),
-)
-
-
-def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **extra}
-
 
 # The broker's default: a topic's limit bounds a whole record batch, not one message, and clients
 # batch up to librdkafka's batch.size (1,000,000 bytes) by default. A lower limit on a command
@@ -92,7 +63,7 @@ def _config(settings: Settings, t: TopicSpec) -> dict[str, str]:
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create every topic that does not exist yet, and bring the size limits of existing ones up
     to date. Returns the names created."""
-    admin = AdminClient(client_config(settings))
+    admin = AdminClient(client_config(settings, principal="admin"))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     _update_limits(settings, admin, [t.name for t in TOPICS if t.name in existing], timeout_s)
     wanted = [
@@ -141,8 +112,14 @@ def _update_limits(
         fut.result()
 
 
-def existing_topics(settings: Settings, timeout_s: float = 10.0) -> set[str]:
-    return set(AdminClient(client_config(settings)).list_topics(timeout=timeout_s).topics)
+def existing_topics(
+    settings: Settings, timeout_s: float = 10.0, principal: Principal = "service"
+) -> set[str]:
+    return set(
+        AdminClient(client_config(settings, principal=principal))
+        .list_topics(timeout=timeout_s)
+        .topics
+    )
 
 
 def port_open(settings: Settings) -> bool:
@@ -155,29 +132,34 @@ def port_open(settings: Settings) -> bool:
         return False
 
 
-def broker_ready(settings: Settings, timeout_s: float = 3.0) -> bool:
+def broker_ready(
+    settings: Settings, timeout_s: float = 3.0, principal: Principal = "admin"
+) -> bool:
     try:
-        AdminClient(client_config(settings)).list_topics(timeout=timeout_s)
+        AdminClient(client_config(settings, principal=principal)).list_topics(timeout=timeout_s)
         return True
     except KafkaException:
         return False
 
 
+def _script(settings: Settings, action: str) -> list[str]:
+    """kafka.sh with the settings it reads (the admin password is read from its file there)."""
+    return [
+        "env",
+        f"KAFKA_PORT={settings.kafka_port}",
+        f"KAFKA_DATA_DIR={settings.kafka_data_dir}",
+        f"KAFKA_SECRETS_DIR={settings.kafka_secrets_dir}",
+        f"KAFKA_HEAP={settings.kafka_heap}",
+        f"KAFKA_JVM_OPTS={settings.kafka_jvm_opts}",
+        "bash",
+        str(KAFKA_SCRIPT),
+        action,
+    ]
+
+
 def broker(settings: Settings, action: str) -> None:
     """Run infra/kafka/kafka.sh fetch|start|stop for the embedded broker."""
-    subprocess.run(
-        [
-            "env",
-            f"KAFKA_PORT={settings.kafka_port}",
-            f"KAFKA_DATA_DIR={settings.kafka_data_dir}",
-            f"KAFKA_HEAP={settings.kafka_heap}",
-            f"KAFKA_JVM_OPTS={settings.kafka_jvm_opts}",
-            "bash",
-            str(KAFKA_SCRIPT),
-            action,
-        ],
-        check=True,
-    )
+    subprocess.run(_script(settings, action), check=True)
 
 
 def broker_pid(settings: Settings) -> int | None:
@@ -200,7 +182,9 @@ def headers(m: Message) -> list[tuple[str, bytes]]:
     return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
 
 
-def transactional_producer(settings: Settings, transactional_id: str, **extra: Any) -> Producer:
+def transactional_producer(
+    settings: Settings, transactional_id: str, principal: Principal, **extra: Any
+) -> Producer:
     """A producer with its transactions initialised (which fences any older instance of the id)."""
     # A transaction that starts right after the previous commit finds the coordinator still
     # writing that commit's markers: AddPartitionsToTxn / AddOffsetsToTxn answer
@@ -211,6 +195,7 @@ def transactional_producer(settings: Settings, transactional_id: str, **extra: A
     producer = Producer(
         client_config(
             settings,
+            principal=principal,
             **{
                 "transactional.id": transactional_id,
                 "retry.backoff.ms": 2,
@@ -228,26 +213,20 @@ def transactional_producer(settings: Settings, transactional_id: str, **extra: A
 
 def broker_command(settings: Settings) -> list[str]:
     """The embedded broker in the foreground (`kafka.sh run`), for the supervisor."""
-    return [
-        "env",
-        f"KAFKA_PORT={settings.kafka_port}",
-        f"KAFKA_DATA_DIR={settings.kafka_data_dir}",
-        f"KAFKA_HEAP={settings.kafka_heap}",
-        f"KAFKA_JVM_OPTS={settings.kafka_jvm_opts}",
-        "bash",
-        str(KAFKA_SCRIPT),
-        "run",
-    ]
+    return _script(settings, "run")
 
 
-def relay_position(settings: Settings, timeout_s: float = 30.0) -> int:
+def relay_position(
+    settings: Settings, timeout_s: float = 30.0, principal: Principal = "relay"
+) -> int:
     """The last notification id the relay committed to Kafka (0 if none): the value of the last
     committed record on its position topic."""
     consumer = Consumer(
         client_config(
             settings,
+            principal=principal,
             **{
-                "group.id": "veritas-relay-position",
+                "group.id": security.RELAY_POSITION_GROUP,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,

@@ -5,8 +5,14 @@
 #   kafka.sh run              the same in the foreground (exec java), for a process supervisor
 #   kafka.sh stop             stop the broker started from this data directory (by pid)
 #   kafka.sh status           exit 0 when the broker answers on its port
+#   kafka.sh config           (re)write server.properties only, and print its path
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR (var/kafka),
-#   KAFKA_HEAP (512m), KAFKA_JVM_OPTS (-XX:TieredStopAtLevel=1), KAFKA_START_TIMEOUT (60 seconds).
+#   KAFKA_SECRETS_DIR (var/secrets/kafka), KAFKA_HEAP (512m), KAFKA_JVM_OPTS (-XX:TieredStopAtLevel=1),
+#   KAFKA_START_TIMEOUT (60 seconds).
+# Security (infra/kafka/security.py): both listeners take SASL on 127.0.0.1 (no TLS: local only). The
+# client listener takes SCRAM-SHA-256 (users made by `veritas init`) and PLAIN for the super user
+# `admin`, whose password is $KAFKA_SECRETS_DIR/admin.password (made here, mode 0600, if missing);
+# the broker reaches its controller as admin too. ACLs decide the rest, deny by default.
 # KAFKA_JVM_OPTS: by default the JIT stops at C1. On a small machine (2 cores) a young broker's
 # C2 compiler thread took a third of a core for minutes under light load, and the broker's CPU per
 # command halved without it (bench/README.md). Set KAFKA_JVM_OPTS= for the JVM's default tiers.
@@ -20,6 +26,7 @@ HEAP="${KAFKA_HEAP:-512m}"
 JVM_OPTS="${KAFKA_JVM_OPTS--XX:TieredStopAtLevel=1}"
 LIB="$HERE/.cache/lib"
 PIDFILE="$DATA/broker.pid"
+SECRETS="${KAFKA_SECRETS_DIR:-$ROOT/var/secrets/kafka}"
 
 fetch() {
   if [ -f "$LIB/.complete" ]; then return 0; fi
@@ -34,17 +41,44 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
+admin_password() {
+  local file="$SECRETS/admin.password" tmp
+  if [ ! -s "$file" ]; then
+    (umask 077 && mkdir -p "$SECRETS")
+    tmp="$SECRETS/.admin.password.$$"
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$tmp")
+    ln "$tmp" "$file" 2>/dev/null || true  # another starter may have won: its password stays
+    rm -f "$tmp"
+  fi
+  tr -d '\n' <"$file"
+}
+
 write_config() {
   mkdir -p "$DATA/logs" "$DATA/log-dirs"
+  local pw plain
+  pw="$(admin_password)"
+  plain="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"$pw\" user_admin=\"$pw\";"
+  # The file holds the admin password: only its owner reads it.
+  touch "$DATA/server.properties" && chmod 600 "$DATA/server.properties"
   cat > "$DATA/server.properties" <<CFG
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=CLIENT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=CLIENT://127.0.0.1:$PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=CLIENT
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN
+listener.name.client.plain.sasl.jaas.config=$plain
+listener.name.client.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=$plain
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin
 log.dirs=$DATA/log-dirs
 num.partitions=3
 offsets.topic.replication.factor=1
@@ -123,5 +157,6 @@ case "${1:-}" in
   run) run ;;
   stop) stop ;;
   status) port_open "$PORT" ;;
-  *) echo "usage: $0 fetch|start|run|stop|status" >&2; exit 2 ;;
+  config) write_config && echo "$DATA/server.properties" ;;
+  *) echo "usage: $0 fetch|start|run|stop|status|config" >&2; exit 2 ;;
 esac

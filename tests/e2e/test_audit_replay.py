@@ -20,7 +20,7 @@ from config.settings import Settings
 from domain.registry import model_id
 from projections import audit
 from projections.replay import replay
-from tests.helpers import envelope, producer, publish, token
+from tests.helpers import envelope, kafka_conf, producer, publish, token
 from veritas import services
 from veritas.bootstrap import bootstrap
 
@@ -153,11 +153,11 @@ def test_tampered_event_in_a_copied_topic_is_found_and_located(stack: Settings) 
     _register(stack, [name])
     agg = str(model_id(name))
     copy = f"audit.copy.{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    admin = AdminClient({**kafka_conf(stack)})
     admin.create_topics([NewTopic(copy, 1, 1)])[copy].result()
     c = Consumer(
         {
-            "bootstrap.servers": stack.kafka_bootstrap_servers,
+            **kafka_conf(stack),
             "group.id": f"t-{uuid.uuid4()}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -171,7 +171,7 @@ def test_tampered_event_in_a_copied_topic_is_found_and_located(stack: Settings) 
         v = audit.read_topics(bootstrap(stack), ["registry.events"])
         mine = len(v.get(agg, []))
     c.assign([TopicPartition("registry.events", p, 0) for p in parts])
-    out = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    out = Producer({**kafka_conf(stack)})
     copied, tampered = 0, False
     records: list[Any] = []
     while batch := [m for m in c.consume(1000, 1.0) if not m.error()]:

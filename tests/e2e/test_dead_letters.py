@@ -11,14 +11,14 @@ from typing import Any
 from confluent_kafka import Producer
 
 from config.settings import Settings
-from tests.helpers import end_offsets, envelope, read_from, results_for, token
+from tests.helpers import end_offsets, envelope, kafka_conf, read_from, results_for, token
 from veritas.bootstrap import bootstrap
 
 
 def _send(s: Settings, value: bytes, tok: str, key: str) -> None:
     p = Producer(
         {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
+            **kafka_conf(s),
             "compression.type": "lz4",  # the broker checks the compressed size
             "message.max.bytes": 32 * 1024 * 1024,
         }

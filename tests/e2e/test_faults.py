@@ -22,7 +22,16 @@ from config.settings import Settings
 from domain.registry import model_id
 from infra import supervisor
 from projections.replay import replay
-from tests.helpers import end_offsets, envelope, producer, publish, read_from, results_for, token
+from tests.helpers import (
+    end_offsets,
+    envelope,
+    kafka_conf,
+    producer,
+    publish,
+    read_from,
+    results_for,
+    token,
+)
 from veritas import services
 from veritas.bootstrap import bootstrap
 
@@ -219,7 +228,7 @@ def test_work_without_progress_is_stalled_and_named(stack: Settings) -> None:
 def _members(s: Settings) -> list[Any]:
     from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
+    admin = AdminClient({**kafka_conf(s)})
     group = admin.describe_consumer_groups(["veritas-command-handler"])["veritas-command-handler"]
     return list(group.result(timeout=10).members)
 

@@ -339,6 +339,28 @@ def test_a_replica_killed_mid_stream_loses_nothing_and_comes_back(
     assert not [r for r in got.values() if "reason_code" in r]
 
 
+def test_the_controller_and_the_deployment_saga_killed_mid_stream_lose_nothing(
+    serving: Settings, model: str
+) -> None:
+    """kill -9 of the serving controller (its process group: the driver and the local Ray it
+    started, replicas included) and of the deployment saga's worker, mid-stream: the supervisor
+    restarts both, Serve comes back with what the events say, and every request still gets
+    exactly one result, from the version in production."""
+    with s.Stream(
+        serving.kafka_bootstrap_servers, "inference.requests", 60, s.holdout_rows(64), model
+    ) as stream:
+        time.sleep(3)
+        killed = [services.kill_service(serving, name) for name in SERVING]
+        assert all(killed)
+        s.wait_for(lambda: _ready(serving), 300, 1.0)
+        assert all(services.service_pid(serving, n) not in (None, *killed) for n in SERVING)
+        time.sleep(3)
+    got = _once(_results(serving, stream.ids(), timeout_s=300))
+    assert len(got) == stream.sent
+    assert not [r for r in got.values() if "reason_code" in r]
+    assert len({r["model_version"] for r in got.values()}) == 1
+
+
 def test_a_tampered_or_foreign_signed_version_is_refused_and_the_previous_keeps_serving(
     serving: Settings, model: str, ops: httpx.Client, arts: list[Path]
 ) -> None:

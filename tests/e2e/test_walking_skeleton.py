@@ -12,7 +12,7 @@ import httpx
 from confluent_kafka import Producer
 
 from config.settings import Settings
-from tests.helpers import end_offsets, read_from, results_for, token
+from tests.helpers import end_offsets, kafka_conf, read_from, results_for, token
 
 
 def _register_payload(name: str) -> dict[str, str]:
@@ -30,7 +30,7 @@ def test_plain_kafka_client_registers_a_model_visible_in_api_within_5s(stack: Se
         "issued_at": datetime.now(UTC).isoformat(),
         "payload": _register_payload(name),
     }
-    p = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    p = Producer({**kafka_conf(stack)})
     t0 = time.monotonic()
     p.produce(
         "registry.commands",
@@ -56,7 +56,7 @@ def test_bad_input_gets_clear_answers_and_the_handler_keeps_going(stack: Setting
     tok = token(stack, "alice", "data_scientist")
     res_start = end_offsets(stack, "events.results")
     dlq_start = end_offsets(stack, "commands.dlq")
-    p = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    p = Producer({**kafka_conf(stack)})
     junk = b"{this is not json" + uuid.uuid4().hex.encode()
     p.produce(
         "registry.commands",

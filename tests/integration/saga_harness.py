@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import ROOT, Settings
+from tests.helpers import kafka_conf
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
 METRICS_PORT_BASE = 19600 + 10 * SLOT  # away from the workers' ports of every test slot
@@ -184,7 +185,7 @@ class CommandReader:
     def __init__(self, s: Settings, topics: tuple[str, ...] = ("registry.commands",)) -> None:
         self.c = Consumer(
             {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
+                **kafka_conf(s),
                 "group.id": f"t-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

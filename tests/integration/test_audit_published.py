@@ -22,7 +22,7 @@ from infra.postgres.eventstore import EVENTS_TABLE, PostgresEventStore, datastor
 from projections import audit, bulk
 from projections.apply import apply_batch
 from projections.replay import verify_chains
-from tests.helpers import Rec, sign_doc, trust_of
+from tests.helpers import Rec, kafka_conf, sign_doc, trust_of
 from tests.integration.test_projection_executors import _connect, schemas
 from veritas.bootstrap import bootstrap
 from veritas.cli import app
@@ -143,11 +143,11 @@ def test_undecodable_records_on_a_topic_are_named_with_their_place_and_reason(
     infra: Settings,
 ) -> None:
     topic = f"audit.copy.{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": infra.kafka_bootstrap_servers})
+    admin = AdminClient({**kafka_conf(infra)})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
     agg = str(uuid.uuid4())
     first, second = hand_built(infra, agg)
-    p = Producer({"bootstrap.servers": infra.kafka_bootstrap_servers})
+    p = Producer({**kafka_conf(infra)})
     for value in (first, b"\xffnot json", second, b'{"version": 3}'):
         p.produce(topic, key=agg, value=value)
     p.flush(10)

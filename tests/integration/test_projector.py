@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from config.settings import Settings
 from projections.replay import replay
 from projections.schema import migrate
-from tests.helpers import end_offsets, envelope, producer, publish, read_from, token
+from tests.helpers import end_offsets, envelope, kafka_conf, producer, publish, read_from, token
 from veritas.bootstrap import bootstrap
 from workers.projector import Projector
 
@@ -36,7 +36,7 @@ def test_bad_and_duplicate_records_spoil_nothing(stack: Settings) -> None:
     p.flush(10)
     mine = read_from(stack, start, lambda ms: any(name.encode() in m.value() for m in ms), 30)
     event = next(m for m in mine if name.encode() in m.value())
-    junk = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    junk = Producer({**kafka_conf(stack)})
     garbage = b"not an envelope " + uuid.uuid4().hex.encode()
     junk.produce("monitoring.events", key=b"x", value=garbage)
     junk.produce("monitoring.events", key=event.key(), value=event.value())  # the same event again
@@ -44,7 +44,7 @@ def test_bad_and_duplicate_records_spoil_nothing(stack: Settings) -> None:
 
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         migrate(conn, schema)
-    projector = Projector(bootstrap(s), group_id=f"t-{uuid.uuid4().hex[:6]}")
+    projector = Projector(bootstrap(s), group_id=f"veritas-t-{uuid.uuid4().hex[:6]}")
     try:
         deadline = time.monotonic() + 60
         with psycopg.connect(
@@ -77,7 +77,7 @@ def test_bad_and_duplicate_records_spoil_nothing(stack: Settings) -> None:
 
     # A history with a record that cannot be projected is rebuilt record by record, and reaches
     # the same read models, the set-aside record included.
-    projector = Projector(bootstrap(s), group_id=f"t-{uuid.uuid4().hex[:6]}")
+    projector = Projector(bootstrap(s), group_id=f"veritas-t-{uuid.uuid4().hex[:6]}")
     try:
         while projector.step(5000, 2.0):
             pass  # the live schema catches up with the whole topics
@@ -111,7 +111,7 @@ def test_replay_verifies_while_the_live_projector_lags(stack: Settings) -> None:
     s = stack.model_copy(update={"read_schema": schema})
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         migrate(conn, schema)
-    projector = Projector(bootstrap(s), group_id=f"t-{uuid.uuid4().hex[:6]}")
+    projector = Projector(bootstrap(s), group_id=f"veritas-t-{uuid.uuid4().hex[:6]}")
     try:
         while projector.step(5000, 2.0):
             pass  # the live schema has the whole topics

@@ -83,7 +83,8 @@ def _project(s: Settings, schema: str, until: Any, timeout_s: float = 60) -> Non
     with psycopg.connect(s.dsn, autocommit=True) as conn:
         migrate(conn, schema)
     projector = Projector(
-        bootstrap(s.model_copy(update={"read_schema": schema})), group_id=f"t-{uuid.uuid4().hex}"
+        bootstrap(s.model_copy(update={"read_schema": schema})),
+        group_id=f"veritas-t-{uuid.uuid4().hex}",
     )
     deadline = time.monotonic() + timeout_s
     try:

@@ -27,7 +27,7 @@ from infra.auth import authenticate
 from infra.kafka import transactional_producer
 from infra.postgres import server as pg
 from sagas.model import TimerFired, command_id, event_cause, timer_cause
-from tests.helpers import end_offsets
+from tests.helpers import end_offsets, kafka_conf
 from tests.integration import example_saga as ex
 from tests.integration.saga_harness import CommandReader, SagaProcess, record_measurement
 from veritas import services
@@ -192,7 +192,7 @@ def _bare_load_ms(container: Container, envs: list[EventEnvelope]) -> float:
 
 def _bare_produce_ms(s: Settings, n: int = 100) -> float:
     """One record produced (acks=all) and its delivery awaited, as the runtime does per event."""
-    p = Producer({"bootstrap.servers": s.kafka_bootstrap_servers, "acks": "all", "linger.ms": 0})
+    p = Producer({**kafka_conf(s), "acks": "all", "linger.ms": 0})
     p.produce("inference.feedback", value=b"warm-up")
     p.flush(10)
     started = time.perf_counter()
@@ -329,7 +329,7 @@ def test_restart_to_first_event_with_static_membership(
 
 
 def _produce(s: Settings, values: list[bytes], key: bytes) -> None:
-    p = Producer({"bootstrap.servers": s.kafka_bootstrap_servers})
+    p = Producer({**kafka_conf(s)})
     for v in values:
         p.produce("training.events", key=key, value=v)
     assert p.flush(10) == 0
@@ -381,7 +381,7 @@ def test_aborted_transaction_records_are_not_seen(
     skipped0 = saga.metric(SKIPPED, reason="not_in_store")
     handled0 = saga.metric(HANDLED)
     forged = _forged(real, aggregate_id=str(uuid.uuid4()), payload={"model_name": "aborted-a"})
-    p = transactional_producer(stack, f"t-abort-{uuid.uuid4()}")
+    p = transactional_producer(stack, f"t-abort-{uuid.uuid4()}", "admin")
     p.begin_transaction()
     for _ in range(5):
         p.produce("training.events", key=str(forged.aggregate_id), value=forged.to_bytes())
@@ -400,7 +400,7 @@ def test_aborted_transaction_records_are_not_seen(
 def _uncommitted_reader_sees(s: Settings, env: EventEnvelope) -> bool:
     c = Consumer(
         {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
+            **kafka_conf(s),
             "group.id": f"t-{uuid.uuid4()}",
             "isolation.level": "read_uncommitted",
             "enable.auto.commit": False,

@@ -24,6 +24,7 @@ from config.settings import Settings
 from ml import numpy_forward, signing
 from serving.protocol import routes_to_canary, share_threshold
 from tests import serving_support as s
+from tests.helpers import sasl_conf
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray]
 KEY = signing.generate_private_key()
@@ -50,6 +51,7 @@ def serving(infra: Settings, arts: list[Path]) -> Iterator[dict[str, Any]]:
         pytest.skip(f"Ray cannot start here: {exc}")
     ingress = {
         "bootstrap_servers": servers,
+        "client": sasl_conf(),
         "requests_topic": topics["req"],
         "results_topic": topics["res"],
         "group_id": f"srv-{uuid.uuid4().hex[:6]}",

@@ -14,16 +14,36 @@ faust-streaming 0.15.3 and Kafka 4.1.2; see sagas/runtime.py for the whole desig
 | `consumer_auto_offset_reset="earliest"` | a new saga also reacts to the events published before its group existed |
 | `web_enabled=False` | metrics come from prometheus_client on 127.0.0.1 (settings.saga_metrics_base) |
 | `datadir` under `settings.var_dir/faust/` | nothing written in the working directory |
+| `broker_credentials` | the `service` principal's SASL credentials (infra/kafka/security.py) |
 
 Agent concurrency (1, faust-streaming#606) is set where the agent is declared (sagas/runtime.py).
 """
 
 from __future__ import annotations
 
+import ssl
+
 import faust
 
 from config.settings import Settings
+from infra.kafka import security
 from workers.sagas import transport
+
+
+def credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The service principal's credentials for aiokafka (None: a cluster without authentication)."""
+    if not security.enabled(settings):
+        return None
+    cred = security.credentials(settings, "service")
+    context = None
+    if settings.kafka_security_protocol == "SASL_SSL":
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location)
+    return faust.SASLCredentials(
+        username=cred.username,
+        password=cred.password.get_secret_value(),
+        mechanism=security.mechanism(settings, "service"),
+        ssl_context=context,
+    )
 
 
 def make_app(settings: Settings, group_id: str, instance: int = 0) -> faust.App:
@@ -36,6 +56,7 @@ def make_app(settings: Settings, group_id: str, instance: int = 0) -> faust.App:
     return faust.App(
         group_id,  # the consumer group
         broker=[f"{transport.SCHEME}://{h}" for h in servers],
+        broker_credentials=credentials(settings),
         processing_guarantee="at_least_once",
         store="memory://",
         topic_allow_declare=False,
