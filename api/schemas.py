@@ -134,11 +134,40 @@ class SubmissionPage(BaseModel):
     next_cursor: str | None
 
 
+class LogProblem(BaseModel):
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    place: str = Field(
+        description="store#<notification id>, <topic>/<partition>/<offset>, or"
+        " read_model:<topic>/<partition>/<offset>"
+    )
+    reason: str = Field(
+        description="a reason code (bad_hash, unsigned, unknown_key, retired_key, bad_signature,"
+        " chain_broken, version_gap, conflicting_version, undecodable), or only_in_store,"
+        " only_in_kafka, conflicting, not_in_store"
+    )
+
+
 class AuditTrail(BaseModel):
     aggregate_type: str
     aggregate_id: str
+    source: str = Field("store", description="where the events come from: the event store")
     events: list[dict[str, Any]]
-    chain_valid: bool
+    chain_valid: bool = Field(description="hashes, chain and signatures of the store's events")
+    chain_break: dict[str, Any] | None
+    refused: list[LogProblem] = []
+    read_model_matches: bool = True
+    read_model_extra: list[LogProblem] = Field(
+        [], description="events the read model shows that the store does not hold"
+    )
+
+
+class SourceSummary(BaseModel):
+    source: str
+    aggregates: int
+    events: int
+    refused_count: int
     chain_break: dict[str, Any] | None
 
 
@@ -149,8 +178,35 @@ class Verification(BaseModel):
     undecodable: int = Field(0, description="records on the topics that are not event envelopes")
     valid: bool
     chain_break: dict[str, Any] | None = Field(
-        None, description="aggregate_type, aggregate_id, version and reason of the first break"
+        None,
+        description="aggregate_type, aggregate_id, version and reason of the first refused event",
     )
+    refused: list[LogProblem] = Field([], description="refused events (at most 100 per source)")
+    refused_count: int = 0
+    only_in_store: list[LogProblem] = []
+    only_in_kafka: list[LogProblem] = []
+    conflicting: list[LogProblem] = Field(
+        [], description="same aggregate and version, different hashes: one entry per side"
+    )
+    counts: dict[str, int] = Field(
+        {}, description="only_in_store, only_in_kafka, conflicting, not_yet_relayed (source=log)"
+    )
+    relayed_upto: int | None = Field(
+        None, description="the relay's position (a notification id) when the check began"
+    )
+    sources: list[SourceSummary] = []
+
+
+class PublishedKey(BaseModel):
+    key_id: str = Field(description="first 16 hex of sha256 of the 32 raw public key bytes")
+    algorithm: str
+    public_key_pem: str
+    created_at: str
+    retired_at: str | None
+
+
+class PublishedKeys(BaseModel):
+    keys: list[PublishedKey]
 
 
 class StepAttempt(BaseModel):

@@ -32,6 +32,7 @@ from projections.apply import (
 from projections.audit import verify_audit_log
 from projections.believe import Trust
 from projections.digest import digest
+from projections.log_audit import LogReport, verify_log
 from projections.schema import migrate
 
 Progress = Callable[[int, int], None]  # (records done, records total)
@@ -55,6 +56,7 @@ class ReplayReport:
     mode: str = ""  # "bulk", or "records" when the history needed the record-by-record path
     fallback_reason: str = ""
     live_caught_up: int = 0  # records the live schema lacked when the rebuild was done
+    log: LogReport | None = None  # with verify: the log check (store, topics, signatures)
 
     @property
     def differing(self) -> list[str]:
@@ -63,6 +65,14 @@ class ReplayReport:
     @property
     def digests_match(self) -> bool:
         return self.rebuilt_digest == self.live_digest
+
+    @property
+    def verified(self) -> bool:
+        """Digests equal, the rebuilt copy's chains whole, and the log check (when run) clean.
+        The swap does not wait for the log check: what it refuses the rebuild quarantined, and a
+        forged record stays on its topic for good, so a forger could otherwise stop every replay."""
+        log_ok = self.log is None or self.log.valid
+        return self.digests_match and self.chain_break is None and log_ok
 
 
 def _consumer(c: Container) -> Consumer:
@@ -163,7 +173,8 @@ def _rebuild(
 
 
 def verify_chains(conn: Connection, schema: str) -> tuple[int, ChainBreak | None]:
-    """Verify the hash chain of every aggregate in a read-model audit log, from its JSON text."""
+    """Verify the hash chain of every aggregate in a read-model audit log, from its JSON text
+    (its signatures are those of the topics it was rebuilt from: the log check covers them)."""
     v = verify_audit_log(conn, schema)
     return v.aggregates, v.chain_break
 
@@ -193,6 +204,8 @@ def replay(c: Container, *, verify: bool, progress: Progress | None = None) -> R
     try:
         trust = Trust(c.event_keys, c.legacy)
         _rebuild(admin, conn, consumer, report, trust, progress)
+        if verify:  # before the lock: it reads the whole store and every event topic
+            report.log = verify_log(c)
         with admin.transaction():
             admin.execute(
                 "LOCK TABLE rm_meta IN ACCESS EXCLUSIVE MODE"

@@ -12,7 +12,7 @@ import typer
 from config.settings import Settings
 from infra import kafka
 from infra.auth import issue_token
-from veritas import cli_monitoring, cli_serving, cli_training, services
+from veritas import cli_audit, cli_monitoring, cli_serving, cli_training, services
 from veritas.bootstrap import bootstrap
 from veritas.client import ResultWatcher, envelope, send
 
@@ -150,6 +150,11 @@ def replay_cmd(
         typer.echo(
             f"CHAIN BROKEN     : {b.aggregate_type} {b.aggregate_id} at version {b.version}: {b.reason}"
         )
+    if report.log is not None:
+        typer.echo(f"log check        : {'valid' if report.log.valid else 'NOT VALID'}")
+        typer.echo(f"  {report.log.summary()}")
+        for line in report.log.lines():
+            typer.echo(f"  {line}")
     typer.echo(f"rebuilt digest   : {report.rebuilt_digest}")
     typer.echo(
         f"live digest      : {report.live_digest} ({'match' if report.digests_match else 'DIFFER'})"
@@ -159,84 +164,12 @@ def replay_cmd(
     if report.live_caught_up:
         typer.echo(f"live caught up   : {report.live_caught_up} records it had not projected yet")
     typer.echo(f"switched         : {'yes' if report.switched else 'no'}")
-    ok = report.switched and (not verify or (report.digests_match and report.chain_break is None))
+    ok = report.switched and (not verify or report.verified)
     raise typer.Exit(0 if ok else 1)
 
 
-@app.command("verify")
-def verify_cmd(
-    topic: Annotated[
-        list[str] | None, typer.Option(help="verify these topics (e.g. a copy)")
-    ] = None,
-    store: Annotated[bool, typer.Option(help="verify the event store")] = True,
-) -> None:
-    """Verify hash chains in the event store and/or Kafka topics; names the first break."""
-    from projections import audit
-
-    c = bootstrap()
-    checks = ([audit.verify_store(c)] if store else []) + (
-        [audit.verify_topics(c, topic)] if topic else []
-    )
-    for v in checks:
-        where = ""
-        if v.chain_break:
-            b = v.chain_break
-            where = (
-                f" BROKEN at {b.aggregate_type} {b.aggregate_id} version {b.version}: {b.reason}"
-            )
-        if v.undecodable:
-            where += f" {v.undecodable} UNDECODABLE record(s)"
-        typer.echo(
-            f"{v.source}: {v.aggregates} aggregates, {v.events} events,{' valid' if v.valid else ''}{where}"
-        )
-        for problem in v.problems:
-            typer.echo(f"  undecodable: {problem}")
-        if v.undecodable > len(v.problems):
-            typer.echo(f"  ... and {v.undecodable - len(v.problems)} more")
-    raise typer.Exit(0 if checks and all(v.valid for v in checks) else 1)
-
-
-@app.command("audit")
-def audit_cmd(
-    model: str,
-    jsonl: Annotated[
-        str | None, typer.Option(help="also export the timeline as JSONL to this file")
-    ] = None,
-) -> None:
-    """Print a model's whole verified timeline: actors, approvals, stage changes."""
-    from projections import audit
-
-    c = bootstrap()
-    with c.read_model_connection() as conn:
-        timeline = audit.model_timeline(conn, model)
-    if not timeline:
-        typer.echo(f"no events for model '{model}'", err=True)
-        raise typer.Exit(1)
-    brk = audit.verify_timeline(timeline)
-    for e in timeline:
-        detail = {
-            k: v
-            for k, v in e["payload"].items()
-            if k in ("version", "to_stage", "approver", "reason", "target_stage", "approvers")
-        }
-        typer.echo(
-            f"{e['occurred_at']}  {e['aggregate_type']:<16} v{e['version']:<3} {e['type']:<24} by {e['actor']:<10} {json.dumps(detail)}"
-        )
-    if jsonl:
-        with open(jsonl, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(e, sort_keys=True) + "\n" for e in timeline)
-    typer.echo(
-        f"{len(timeline)} events; hash chains "
-        + (
-            "verified"
-            if brk is None
-            else f"BROKEN at {brk.aggregate_type} {brk.aggregate_id} version {brk.version}"
-        )
-    )
-    raise typer.Exit(0 if brk is None else 1)
-
-
 cli_training.register(app)
+cli_audit.register(app)
 cli_monitoring.register(app)
 cli_serving.register(app)
 

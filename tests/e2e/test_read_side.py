@@ -208,7 +208,7 @@ READ_ROUTES = [
 
 
 @pytest.mark.parametrize(
-    "path", [*READ_ROUTES, "/audit/verify", f"/audit/RegisteredModel/{uuid.uuid4()}"]
+    "path", [*READ_ROUTES, "/audit/verify", f"/audit/RegisteredModel/{uuid.uuid4()}", "/keys"]
 )
 def test_every_route_needs_a_token(stack: Settings, path: str) -> None:
     # Unauthenticated traffic is rate-limited by address, and the shared stack has just had

@@ -114,6 +114,23 @@ def test_the_store_verifies_from_its_stored_bytes(infra: Settings, store_schema:
     c = bootstrap(infra.model_copy(update={"db_schema": store_schema}))
     v = audit.verify_store(c)
     assert (v.source, v.aggregates, v.events, v.valid) == ("store", 1, 2, True)
+    unsigned = str(uuid.uuid4())  # its signatures taken off: refused, and named
+    stripped = [
+        json.dumps({k: x for k, x in json.loads(raw).items() if k != "signature"}).encode()
+        for raw in hand_built(infra, unsigned)
+    ]
+    _store_rows(infra, store_schema, unsigned, stripped)
+    v = audit.verify_store(c)
+    assert not v.valid and [(p.aggregate_id, p.version, p.reason) for p in v.refused] == [
+        (unsigned, 1, "unsigned"),
+        (unsigned, 2, "unsigned"),
+    ]
+    assert v.refused[0].place.startswith("store#")
+    with psycopg.connect(infra.dsn, autocommit=True) as conn:
+        conn.execute(
+            f"DELETE FROM {store_schema}.{EVENTS_TABLE} WHERE originator_id = %s".encode(),
+            (unsigned,),
+        )
     other = str(uuid.uuid4())
     first, _ = hand_built(infra, other)
     _store_rows(infra, store_schema, other, [first, b"[" * 5000 + b"]" * 5000])
