@@ -74,3 +74,15 @@ def test_forgeries_are_named(tmp_path: Path) -> None:
 def test_a_retired_key_signs_nothing_after_its_retirement(tmp_path: Path) -> None:
     out = run(keys_json(tmp_path, retired_at="2026-06-01T00:00:00+00:00"), [chain(1)[0].to_bytes()])
     assert out.returncode == 1 and out.stdout.strip().endswith("v1: retired_key")
+
+
+def test_a_forgery_does_not_take_the_place_of_the_real_event(tmp_path: Path) -> None:
+    """A forged v2 ahead of the real v2 is named; the real one that follows still verifies, and
+    so does the chain after it."""
+    first = signed(event(), KEY)
+    agg = first.aggregate_id
+    forged = event(2, first.hash, aggregate_id=agg)  # unsigned
+    real = signed(event(2, first.hash, aggregate_id=agg), KEY)
+    after = signed(event(3, real.hash, aggregate_id=agg), KEY)
+    out = run(keys_json(tmp_path), [e.to_bytes() for e in (first, forged, real, after)])
+    assert (out.returncode, out.stdout.splitlines()) == (1, [f"line 2: Model {agg} v2: unsigned"])
