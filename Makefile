@@ -26,7 +26,7 @@ demo: install
 	$(BIN)/veritas demo
 
 test: install
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
 
 test-unit: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/contract -k "not postgres"
