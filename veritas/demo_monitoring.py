@@ -22,7 +22,8 @@ from veritas.demo_training import Post
 
 def _serve_shifted(s: Settings, name: str, version: str, rows: int = 200) -> None:
     X = np.clip(16 - load_digits().data[:rows], 0, 16)  # inverted digits: a strong shift
-    p = Producer(kafka.client_config(s, principal="client"))
+    # The demo plays the serving replicas here (requests in, results out): their principal.
+    p = Producer(kafka.client_config(s, principal="service"))
     for row in X:
         rid = str(uuid.uuid4())
         req = {"request_id": rid, "model_name": name, "features": [float(v) for v in row]}
