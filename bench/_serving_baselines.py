@@ -24,9 +24,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _stack import sasl_conf, servers_conf  # noqa: E402
-
 from ml.model import load_model  # noqa: E402
+from tests.helpers import sasl_conf, servers_conf  # noqa: E402
 
 
 def _model(artifact: str) -> tuple[torch.nn.Module, list[str]]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from _stack import servers_conf
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.helpers import servers_conf
 
 
 def bridge(handle: Any, servers: str, topic: str, results: str, n: int, block: int, depth: int = 2) -> None:  # fmt: skip

@@ -27,8 +27,9 @@ if str(ROOT) not in sys.path:
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from config.settings import Settings  # noqa: E402
-from infra import kafka  # noqa: E402
-from infra.kafka import Principal  # noqa: E402
+
+# Raw clients' configurations: the tests' helpers (the super user unless a principal is named).
+from tests.helpers import kafka_conf  # noqa: E402
 
 BENCH_ENV = {
     "VERITAS_VAR_DIR": str(ROOT / "var" / "bench"),
@@ -41,21 +42,6 @@ BENCH_ENV = {
     "VERITAS_SERVING_ENABLED": "false",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def kafka_conf(s: Settings, principal: Principal = "admin", **extra: Any) -> dict[str, Any]:
-    """A raw benchmark Kafka client's configuration: the super user unless a principal is named."""
-    return kafka.client_config(s, principal=principal, **extra)
-
-
-def servers_conf(servers: str, principal: Principal = "admin") -> dict[str, Any]:
-    """The same for a client given only bootstrap servers (credentials: this process's Settings)."""
-    return kafka.client_config(Settings(kafka_bootstrap_servers=servers), principal=principal)
-
-
-def sasl_conf(principal: Principal = "admin") -> dict[str, str]:
-    """Only the credentials (e.g. serving's IngressConfig.client), from this process's Settings."""
-    return kafka.security.sasl_config(Settings(), principal)
 
 
 def bench_settings(env: dict[str, str] | None = None) -> Settings:

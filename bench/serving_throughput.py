@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from _stack import sasl_conf, servers_conf  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 
 from bench._serving_bridge import bridge  # noqa: E402
 from bench._stack import RESULTS_DIR, markdown_table  # noqa: E402
 from ml import signing  # noqa: E402
 from tests import serving_support as s  # noqa: E402
+from tests.helpers import sasl_conf, servers_conf  # noqa: E402
 
 PORT, DATA = 39642, ROOT / "var" / "bench-serving"
 SERVERS = f"127.0.0.1:{PORT}"

@@ -95,6 +95,12 @@ def _project(s: Settings, schema: str, until: Any, timeout_s: float = 60) -> Non
         projector.close()
 
 
+def _holds(conn: psycopg.Connection, agg: str, believed: int, refused: int) -> bool:
+    """The aggregate's events believed and refused by the projector so far are these counts."""
+    row = conn.execute("SELECT count(*) FROM rm_audit_log WHERE aggregate_id = %s", (agg,))
+    return row.fetchone() == (believed,) and len(_reasons(conn, agg)) == refused
+
+
 def _reasons(conn: psycopg.Connection, aggregate_id: str) -> list[tuple[str, int | None]]:
     rows = conn.execute(
         "SELECT reason, version FROM rm_projection_errors WHERE aggregate_id = %s"
@@ -136,13 +142,7 @@ def test_forged_events_are_quarantined_and_the_real_one_is_applied(stack: Settin
 
     schema = f"rm_t_{uuid.uuid4().hex[:8]}"
 
-    def caught_up(conn: psycopg.Connection) -> bool:
-        row = conn.execute(
-            "SELECT count(*) FROM rm_audit_log WHERE aggregate_id = %s", (agg,)
-        ).fetchone()
-        return row is not None and row[0] == 2 and len(_reasons(conn, agg)) == len(forged)
-
-    _project(stack, schema, caught_up)
+    _project(stack, schema, lambda conn: _holds(conn, agg, 2, len(forged)))
     with psycopg.connect(stack.dsn, autocommit=True, options=f"-c search_path={schema}") as conn:
         described = conn.execute(
             "SELECT description FROM rm_models WHERE name = %s", (name,)
@@ -236,13 +236,7 @@ def test_after_a_rotation_old_history_verifies_and_a_retired_key_is_refused(
     agg = str(old.aggregate_id)
     schema = f"rm_t_{uuid.uuid4().hex[:8]}"
 
-    def caught_up(conn: psycopg.Connection) -> bool:
-        row = conn.execute(
-            "SELECT count(*) FROM rm_audit_log WHERE aggregate_id = %s", (agg,)
-        ).fetchone()
-        return row is not None and row[0] == 2 and len(_reasons(conn, agg)) == 1
-
-    _project(stack, schema, caught_up)
+    _project(stack, schema, lambda conn: _holds(conn, agg, 2, 1))
     with psycopg.connect(stack.dsn, autocommit=True, options=f"-c search_path={schema}") as conn:
         audit = conn.execute(
             "SELECT version, envelope->>'key_id' FROM rm_audit_log WHERE aggregate_id = %s"
