@@ -55,8 +55,8 @@ class Committer:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="serving-commit")
         self._pending: tuple[Future[None], Batch] | None = None
 
-    def submit(self, batch: Batch) -> None:
-        group = self.consumer.consumer_group_metadata()
+    def submit(self, batch: Batch, group: object) -> None:
+        # `group` was taken when the batch's first records were read: a rebalance since fences it.
         self._pending = (self._pool.submit(self._commit, batch, group), batch)
 
     def busy(self) -> bool:
@@ -119,12 +119,17 @@ class Pending:
         self.batch = Batch({}, {}, 0)
         self.keys: list[bytes | None] = []
         self.answers: list[dict[str, Any]] = []
+        self.group: object = None
 
     @property
     def rows(self) -> int:
         return self.batch.rows
 
-    def add(self, batch: Batch, keys: list[bytes | None], answers: list[dict[str, Any]]) -> None:
+    def add(
+        self, batch: Batch, keys: list[bytes | None], answers: list[dict[str, Any]], group: object
+    ) -> None:
+        if self.group is None:
+            self.group = group
         for tp, off in batch.offsets.items():
             self.batch.offsets[tp] = max(self.batch.offsets.get(tp, off), off)
         for tp, off in batch.firsts.items():

@@ -43,6 +43,7 @@ from typing import Any, Literal
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from infra.kafka.membership import Membership
 from serving import metrics
 from serving.batching import Snapshot, answer_messages
 from serving.commit import Batch, Committer, Fatal, Pending, offsets_of
@@ -163,15 +164,16 @@ class IngressLoop:
             return
         committer = Committer(self.cfg, producer, consumer)
 
-        def revoked(c: Consumer, partitions: list[TopicPartition]) -> None:
+        def revoked() -> None:
             # Commit (or abort) before the partitions go to another member, and drop answers not
             # yet produced: the partitions' next owner reads them again from the committed offsets.
             committer.wait()
             self._pending = Pending()
 
-        consumer.subscribe([self.cfg.requests_topic], on_revoke=revoked, on_lost=revoked)
+        member = Membership(consumer, on_revoke=revoked)
+        member.subscribe([self.cfg.requests_topic])
         try:
-            self._loop(consumer, producer, committer)
+            self._loop(consumer, producer, committer, member)
         except (Fatal, KafkaException) as exc:
             self.error = f"ingress stopped: {exc}"
             log.error(self.error)
@@ -181,10 +183,18 @@ class IngressLoop:
             consumer.close()
             producer.flush(5.0)
 
-    def _loop(self, consumer: Consumer, producer: Producer, committer: Committer) -> None:
+    def _loop(
+        self, consumer: Consumer, producer: Producer, committer: Committer, member: Membership
+    ) -> None:
         while not self._stop.is_set():
+            since = member.epoch
             msgs = consumer.consume(self.cfg.max_batch, self.cfg.batch_wait_s)
+            group = member.metadata(since)
             good = [m for m in msgs if m.error() is None]
+            if good and group is None:  # read outside the current assignment: its owner reads it
+                if member.rebalanced(since):
+                    member.back_to_committed(self.cfg.call_timeout_s)
+                good = []
             for m in msgs:
                 err = m.error()
                 if err is not None and err.code() != KafkaError._PARTITION_EOF:
@@ -196,7 +206,7 @@ class IngressLoop:
                 outcome = answer_messages(
                     self._snapshot(), [(m.key(), m.value()) for m in good], started
                 )
-                self._pending.add(offsets_of(good), outcome.keys, outcome.answers)
+                self._pending.add(offsets_of(good), outcome.keys, outcome.answers, group)
                 self.batches += 1
             # Group commit: while the previous transaction is still committing, answered batches
             # wait here (up to max_txn_rows) and go out together in the next one.
@@ -223,7 +233,7 @@ class IngressLoop:
             _produce(producer, topic, key or str(ans.get("request_id") or "").encode(), ans)
         producer.poll(0)
         metrics.TXN_ROWS.observe(pending.rows)
-        committer.submit(pending.batch)
+        committer.submit(pending.batch, pending.group)
         self.consumed += pending.rows
 
     def _rewind(self, consumer: Consumer, failed: Batch | None, current: Batch | None) -> None:

@@ -35,6 +35,7 @@ from config.settings import Settings
 from events.results import CommandResult
 from infra import logs
 from infra.kafka import headers, transactional_producer, where
+from infra.kafka.membership import Membership
 from infra.postgres.eventstore import EventStore
 from veritas.bootstrap import Container, bootstrap
 from workers.base import consume_batch, main, start_worker
@@ -147,18 +148,16 @@ class Committer:
     """Adds the consumed offsets to a transaction and commits it on a helper thread, one at a
     time (both are round trips to the coordinator; the client releases the GIL meanwhile)."""
 
-    def __init__(self, producer: Producer, consumer: Consumer, s: Settings) -> None:
+    def __init__(self, producer: Producer, s: Settings) -> None:
         self.producer = producer
-        self.consumer = consumer
         self.timeout_s = s.kafka_call_timeout_s
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="txn-commit")
         self.pending: Future[None] | None = None
         self.pending_msgs: list[Message] = []
         self.failed: list[Message] = []
 
-    def start(self, msgs: list[Message]) -> None:
-        # The group metadata (generation, member) is taken now: a rebalance since fences the commit.
-        group = self.consumer.consumer_group_metadata()
+    def start(self, msgs: list[Message], group: object) -> None:
+        # `group` was taken when the batch was read: a rebalance since fences the commit.
         self.pending = self.pool.submit(self._commit, _next_offsets(msgs), group)
         self.pending_msgs = msgs
 
@@ -239,16 +238,24 @@ def run(container: Container, instance: int = 0) -> None:
     tid = f"veritas-command-handler-{instance}"
     producer = until_it_works(stop, "transactional producer", lambda: _producer(container, tid))
     consumer = _consumer(container)
-    consumer.subscribe(list(COMMAND_TOPICS.values()))
+    committer = Committer(producer, s)
+    # A revoked partition's commit in flight ends first; whatever failed is read again from the
+    # committed offsets (by this consumer or the partition's next owner).
+    member = Membership(consumer, on_revoke=committer.drain)
+    member.subscribe(list(COMMAND_TOPICS.values()))
     store = container.store
     log.info("command handler %d started", instance)
     msgs: list[Message] = []
-    committer = Committer(producer, consumer, s)
     while not stopper.stopped:
+        since = member.epoch
         msgs = consume_batch(consumer, s.handler_batch_max, 0.2, len(msgs))
+        group = member.metadata(since)
         try:
             if not msgs:
                 committer.wait()  # idle: finish the last commit now
+                continue
+            if group is None:
+                _drop(member, msgs, s, since)
                 continue
             BATCH_SIZE.observe(len(msgs))
             with BATCH_SECONDS.time():
@@ -263,7 +270,7 @@ def run(container: Container, instance: int = 0) -> None:
                 )
                 committer.wait()  # the next transaction begins only after the previous commit
                 publish(producer, msgs, outcomes, parked)
-                committer.start(msgs)
+                committer.start(msgs, group)
         except Abort as exc:
             _rewind(exc, producer, consumer, s, [*committer.drain(), *msgs])
         except Stopped:
@@ -280,6 +287,17 @@ def _close(committer: Committer, consumer: Consumer, producer: Producer, s: Sett
     with WATCHDOG.guard("close", 3 * s.kafka_call_timeout_s + 10):
         consumer.close()  # leaves the group: its partitions move to the other instances now
         producer.flush(s.kafka_call_timeout_s)
+
+
+def _drop(member: Membership, msgs: list[Message], s: Settings, since: int) -> None:
+    """A batch read while not a member, or across a rebalance, is not handled here: its
+    partitions' owner reads it again from the committed offsets."""
+    log.info("dropped a batch of %d read outside this consumer's current assignment", len(msgs))
+    if member.rebalanced(since):
+        try:
+            member.back_to_committed(s.kafka_call_timeout_s)
+        except KafkaException as exc:  # a restart reads from the committed offsets too
+            raise Fatal(f"committed offsets: {exc}") from exc
 
 
 def _rewind(

@@ -87,7 +87,11 @@ class _Recorder(PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kw: Any
     ) -> None:
         results: Sequence[CommandResult] = kw.get("results", ())
-        if results:
+        if not results:
+            return
+        # The nested pipeline syncs on exit, so a repeated command_id raises its IntegrityError
+        # here: left to the library's later sync, it can surface as PipelineAborted instead.
+        with curs.connection.pipeline():
             curs.execute(
                 f"INSERT INTO {self.datastore.schema}.{RESULTS_TABLE} (command_id, result) "
                 "SELECT * FROM unnest(%b::text[], %b::jsonb[])",
