@@ -1,11 +1,12 @@
 """A consumer's group membership, as seen by a loop that commits offsets in Kafka transactions.
 
-KIP-447 fences a zombie's offset commit by the member and generation it sends, and checks nothing
-when the generation is -1: the metadata of a consumer whose membership was lost (a pause past the
-session timeout; the client resets its member id in the background) passes for an admin commit.
-So the metadata is taken when the batch is read, a batch read while not a member is dropped, and a
-batch read across a rebalance (whose callbacks run inside consume) is dropped and its partitions
-put back at their committed offsets.
+KIP-447 fences a zombie's offset commit by the member and generation it is sent with. Those must
+be the ones the batch was read under: taken later, after a pause past the session timeout, they
+can be a new generation's (the client rejoins on its own), and the stale batch's commit passes
+while the partition's new owner reads the same records again. So the metadata is taken as the
+batch is read; rebalance callbacks make a rejoin wait for this loop; a batch read while not a
+member is dropped, and one read across a rebalance (its callbacks run inside consume) is dropped
+and its partitions go back to their committed offsets.
 """
 
 from __future__ import annotations
