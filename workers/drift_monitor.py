@@ -79,7 +79,9 @@ class DriftMonitor:
         )
         self.store = self.container.store
         self.artifacts = ArtifactStore(settings.artifacts_dir)
-        self.app = make_app(settings, "veritas-drift-monitor")
+        # Open windows hold their records unacked: a stop does not wait for them (they are read
+        # again, and a window is recorded once by its id).
+        self.app = make_app(settings, "veritas-drift-monitor", wait_empty=False)
         self.publisher = CommandPublisher(
             self.app, NAME, ServiceToken(settings, f"monitor:{NAME}", ["service"]), settings
         )

@@ -3,7 +3,7 @@ training saga): a served stream of digits, produced onto inference.requests/resu
 serving replicas would, for a real trained version with its reference profile. One scenario, in
 order, to keep the suite lean: 40 same-distribution windows with a kill -9 of the monitor in the
 middle, a mild shift, a strong shift that retrains once under the policy (its worker killed -9
-at the first critical window), and feedback that makes accuracy fall."""
+at the first critical window), feedback that makes accuracy fall, and a stop with a window open."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sklearn.datasets import load_digits
 from config.settings import Settings
 from domain.monitoring import monitor_id
 from events.envelope import EventEnvelope
-from infra import kafka
+from infra import kafka, supervisor
 from ml.drift import DriftChecker
 from ml.store import ArtifactStore
 from tests import training_support as t
@@ -171,3 +171,11 @@ def test_drift_windows_alarms_retraining_and_accuracy(stack: Settings) -> None:
             break
         time.sleep(0.5)
     assert dropped and dropped[0].payload["accuracy"] == 0.0
+
+    # A stop (SIGTERM) with a window open, the last 100 rows': the monitor does not wait for its
+    # unacked records, so the supervisor never has to kill it (it would after stopwaitsecs, 20 s).
+    started = time.monotonic()
+    supervisor.stop(stack, "drift-monitor")
+    stopped_in = time.monotonic() - started
+    services.start_service(stack, "drift-monitor")
+    assert stopped_in < 15, f"the monitor took {stopped_in:.1f} s to stop"

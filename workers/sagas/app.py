@@ -14,6 +14,7 @@ faust-streaming 0.15.3 and Kafka 4.1.2; see sagas/runtime.py for the whole desig
 | `consumer_auto_offset_reset="earliest"` | a new saga also reacts to the events published before its group existed |
 | `web_enabled=False` | metrics come from prometheus_client on 127.0.0.1 (settings.saga_metrics_base) |
 | `datadir` under `settings.var_dir/faust/` | nothing written in the working directory |
+| `stream_wait_empty` (`wait_empty`) | off for a consumer that holds records unacked on purpose (the drift monitor's open windows): faust would wait for them at every stop and revocation, until the supervisor's SIGKILL |
 | `broker_credentials` | the `service` principal's SASL credentials (infra/kafka/security.py) |
 
 Agent concurrency (1, faust-streaming#606) is set where the agent is declared (sagas/runtime.py).
@@ -46,7 +47,9 @@ def credentials(settings: Settings) -> faust.SASLCredentials | None:
     )
 
 
-def make_app(settings: Settings, group_id: str, instance: int = 0) -> faust.App:
+def make_app(
+    settings: Settings, group_id: str, instance: int = 0, *, wait_empty: bool = True
+) -> faust.App:
     """A faust App configured for Veritas (the module docstring says why each setting)."""
     transport.register()
     servers = [h.strip() for h in settings.kafka_bootstrap_servers.split(",") if h.strip()]
@@ -73,4 +76,5 @@ def make_app(settings: Settings, group_id: str, instance: int = 0) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         datadir=str(datadir),
+        stream_wait_empty=wait_empty,
     )
