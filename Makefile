@@ -25,8 +25,15 @@ demo: install
 	$(BIN)/veritas up
 	$(BIN)/veritas demo
 
+# tests/unit needs no service: it runs beside the stack tests, which mostly wait on the services,
+# and its report follows theirs. The exit status is the first failing session's.
 test: install
-	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests
+	@mkdir -p var; \
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit > var/test-unit.log 2>&1 & unit=$$!; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests/contract tests/integration tests/e2e; \
+	stack=$$?; wait $$unit; unit_rc=$$?; \
+	echo "=== tests/unit (beside the stack tests): exit $$unit_rc ==="; cat var/test-unit.log; \
+	exit $$(( stack != 0 ? stack : unit_rc ))
 
 test-unit: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/contract -k "not postgres"

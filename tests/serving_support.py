@@ -7,6 +7,7 @@ can make them too; ``signed_spec`` signs one (no torch).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -38,15 +39,19 @@ def train_artifacts(directory: Path, seeds: Iterable[int], epochs: int = 3) -> l
     """One artifact directory per seed under ``directory`` (trained in a child process)."""
     seeds = list(seeds)
     dirs = [directory / f"seed{s}" for s in seeds]
-    if all((d / "model.safetensors").exists() for d in dirs):
-        return dirs
-    subprocess.run(
-        [sys.executable, "-m", "tests.serving_support", str(directory), str(epochs)]
-        + [str(s) for s in seeds],
-        check=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    directory.mkdir(parents=True, exist_ok=True)
+    # `make test` runs tests/unit beside the stack tests: one session trains, the other waits.
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all((d / "model.safetensors").exists() for d in dirs):
+            return dirs
+        subprocess.run(
+            [sys.executable, "-m", "tests.serving_support", str(directory), str(epochs)]
+            + [str(s) for s in seeds],
+            check=True,
+            cwd=ROOT,
+            timeout=600,
+        )
     return dirs
 
 
