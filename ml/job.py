@@ -14,13 +14,16 @@ The job (UTF-8 JSON)::
                 "thresholds": {"accuracy_ratio": 0.95, ...}},
      "output_dir": "/abs/out"}
 
+    {"kind": "drift", "inputs": {"snapshot_dir": "/abs/snap", "drift_share": 0.3},
+     "output_dir": "/abs/out"}
+
 Progress goes to stdout as JSON lines (``{"event": "started"|"epoch"|"done", ...}``; an epoch is
 ``{"event":"epoch","epoch":3,"loss":..,"accuracy":..,"holdout_loss":..,"holdout_accuracy":..}``);
 anything else the libraries print goes to stderr. The outcome is ``<output_dir>/result.json``
 (beside the job file when the job names no usable output_dir): ``{"ok": true, "kind": ...}``
 plus the step's outputs, or ``{"ok": false, "error", "error_type", "permanent"}``.
 Training writes ``model.safetensors`` and ``manifest.json`` into ``output_dir``; validation
-writes ``report.json``. Exit codes: 0 success, 3 permanent failure, 1 anything else.
+writes ``report.json``; the drift job's result holds its ``gate``. Exit codes: 0 success, 3 permanent failure, 1 anything else.
 """
 
 from __future__ import annotations
@@ -120,7 +123,20 @@ def run_validate(inputs: dict[str, Any], out: Path, progress: Progress) -> dict[
     return {"report": report.to_dict(), "report_file": REPORT_FILE}
 
 
-RUNNERS = {"train": run_train, "validate": run_validate}
+def run_drift(inputs: dict[str, Any], out: Path, progress: Progress) -> dict[str, Any]:
+    """The data_drift gate alone (no torch): run beside a validate job with check_drift false."""
+    from ml.gates import DRIFT_SHARE, drift_gate
+    from ml.prepare import load_snapshot
+
+    share = inputs.get("drift_share", DRIFT_SHARE)
+    if not isinstance(share, int | float) or isinstance(share, bool):
+        raise InvalidJob(f"inputs.drift_share must be a number, got {share!r}")
+    result = drift_gate(load_snapshot(_dir(inputs, "snapshot_dir")), float(share))
+    progress("gate", **result)
+    return {"gate": result}
+
+
+RUNNERS = {"train": run_train, "validate": run_validate, "drift": run_drift}
 
 
 def read_job(path: Path) -> tuple[dict[str, Any], Path]:

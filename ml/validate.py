@@ -23,7 +23,6 @@ the comparative gates pass with ``baseline: null`` and a detail that says why.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 from ml import measure
 from ml import model as mlp
 from ml.errors import InvalidJob
+from ml.gates import DRIFT_SHARE, drift_gate, gate
 from ml.prepare import Snapshot
 from ml.scan import scan
 from ml.util import canonical_json, read_json
@@ -47,7 +47,7 @@ class Thresholds:
     latency_ratio: float = 1.10
     latency_slack_ms: float = 0.05
     memory_ratio: float = 1.20
-    drift_share: float = 0.3
+    drift_share: float = DRIFT_SHARE
 
 
 @dataclass
@@ -74,19 +74,6 @@ class _Loaded:
     @property
     def features(self) -> list[str]:
         return [f["name"] for f in self.manifest["input_schema"]["features"]]
-
-
-def gate(
-    name: str, passed: bool, value: Any, threshold: Any, baseline: Any, detail: str
-) -> dict[str, Any]:
-    return {
-        "gate": name,
-        "passed": bool(passed),
-        "value": value,
-        "threshold": threshold,
-        "baseline": baseline,
-        "detail": detail,
-    }
 
 
 def _load(directory: Path, snapshot: Snapshot) -> _Loaded:
@@ -138,7 +125,7 @@ def validate(
     ]
     skipped = []
     if check_drift:
-        gates.append(_drift_gate(snapshot, t.drift_share))
+        gates.append(drift_gate(snapshot, t.drift_share))
     else:
         skipped.append("data_drift")
     return ValidationReport(all(g["passed"] for g in gates), gates, metrics, base, skipped)
@@ -262,15 +249,3 @@ def _security_gate(directory: Path) -> dict[str, Any]:
         findings = scan(directory / mlp.MODEL_FILE, manifest if isinstance(manifest, dict) else {})
     detail = "; ".join(findings) if findings else "safetensors only, tensors only, layout exact"
     return gate("security_scan", not findings, len(findings), 0, None, detail)
-
-
-def _drift_gate(snapshot: Snapshot, share: float) -> dict[str, Any]:
-    import pandas as pd
-
-    drift = importlib.import_module("ml.drift")  # Evidently and pandas: only when the gate runs
-    reference = pd.DataFrame(snapshot.X_train, columns=snapshot.feature_names)
-    current = pd.DataFrame(snapshot.X_holdout, columns=snapshot.feature_names)
-    result = drift.check(reference, current, snapshot.profile)
-    value = float(result.share_drifted)
-    detail = f"holdout vs training inputs; drifted: {list(result.drifted)[:10]}"
-    return gate("data_drift", value <= share, value, share, None, detail)

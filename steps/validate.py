@@ -1,15 +1,18 @@
 """model_validation: seed 004's quality gates, in a child process, on the holdout split, against
-the current production version measured in the same process when there is one. A failed gate is
+the current production version measured in the same process when there is one (the data_drift
+gate in a second child beside it). A failed gate is
 a permanent failure whose detail carries every gate with its measured value."""
 
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ml import child
 from ml.errors import PermanentStepError, StepTimeout, TransientStepError
+from ml.gates import with_drift
 from steps.context import PermanentFailure, StepContext, TransientFailure
 
 
@@ -29,6 +32,29 @@ def production(ctx: StepContext, model_name: str) -> tuple[str, dict[str, Any]] 
             (model_name,),
         ).fetchone()
     return (str(row[0]), dict(row[1])) if row else None
+
+
+def _measured(job: dict[str, Any], work: Path, ctx: StepContext) -> dict[str, Any]:
+    """The validation report: the data_drift gate measured in a process of its own, beside the
+    torch one (Evidently's import alone takes ~10 s; the two overlap on a second core)."""
+    inputs = job["inputs"]
+    drift = {
+        "kind": "drift",
+        "inputs": {"snapshot_dir": inputs["snapshot_dir"], **_share(inputs["thresholds"])},
+    }
+    measure = {**job, "inputs": {**inputs, "check_drift": False}}
+    with ThreadPoolExecutor(1, thread_name_prefix="drift-gate") as pool:
+        gate = pool.submit(child.run_job, drift, work / "drift", ctx.seconds_left(), _ignore)
+        report = child.run_job(measure, work, ctx.seconds_left(), _ignore)["report"]
+        return with_drift(report, gate.result()["gate"])
+
+
+def _share(thresholds: dict[str, Any]) -> dict[str, Any]:
+    return {"drift_share": thresholds["drift_share"]} if "drift_share" in thresholds else {}
+
+
+def _ignore(_: dict[str, Any]) -> None:
+    return None
 
 
 def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -64,7 +90,7 @@ def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) ->
         },
     }
     try:
-        report = child.run_job(job, work, ctx.seconds_left(), lambda _: None)["report"]
+        report = _measured(job, work, ctx)
     except PermanentStepError as exc:
         raise PermanentFailure(f"validation failed: {exc}") from exc
     except (TransientStepError, StepTimeout) as exc:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from ml import datasets, prepare
-
-# ml.drift is written in a parallel branch: the drift gate is skipped where it is absent.
-HAVE_DRIFT = importlib.util.find_spec("ml.drift") is not None
 
 
 @functools.cache

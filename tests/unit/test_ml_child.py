@@ -21,7 +21,8 @@ from tests.unit.ml_support import digits_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_FREE = ["ml", "ml.child", "ml.datasets", "ml.prepare", "ml.store", "ml.signing", "ml.semver",
-              "ml.card", "ml.environment", "ml.numpy_forward", "ml.scan", "ml.errors", "ml.util"]  # fmt: skip
+              "ml.card", "ml.environment", "ml.numpy_forward", "ml.scan", "ml.errors", "ml.util",
+              "ml.gates"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,20 @@ def test_training_in_a_child_streams_epochs_and_writes_the_artifact(
         "security_scan",
     }
     assert (tmp_path / "validate" / "report.json").is_file()
+
+
+def test_the_drift_job_measures_the_data_drift_gate_without_torch(
+    snapshot_dir: Path, tmp_path: Path
+) -> None:
+    events: list[dict[str, Any]] = []
+    job = {"kind": "drift", "inputs": {"snapshot_dir": str(snapshot_dir), "drift_share": 0.25}}
+    gate = run_job(job, tmp_path, 120, events.append)["gate"]
+    assert gate["gate"] == "data_drift" and gate["threshold"] == 0.25
+    assert gate["passed"] is (gate["value"] <= 0.25) and gate["passed"]  # a random split
+    assert [e["gate"] for e in events if e["event"] == "gate"] == ["data_drift"]
+    with pytest.raises(PermanentStepError, match="drift_share must be a number"):
+        bad = {"kind": "drift", "inputs": {"snapshot_dir": str(snapshot_dir), "drift_share": "x"}}
+        run_job(bad, tmp_path / "bad", 60, lambda e: None)
 
 
 def test_a_diverging_run_is_a_permanent_step_error(snapshot_dir: Path, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import pytest
 
 from ml import datasets, prepare
 from ml.errors import InvalidJob
+from ml.gates import drift_gate, with_drift
 from ml.validate import NO_BASELINE, Thresholds, ValidationReport, validate
-from tests.unit.ml_support import HAVE_DRIFT, digits_snapshot, train_artifact
+from tests.unit.ml_support import digits_snapshot, train_artifact
 
 COMPARATIVE = ("accuracy_vs_production", "latency_p95", "peak_memory", "schema")
 
@@ -38,8 +39,7 @@ def _gates(report: ValidationReport) -> dict[str, dict[str, Any]]:
 
 
 def test_a_better_candidate_than_production_passes(artifacts: dict[str, Path]) -> None:
-    report = validate(digits_snapshot(), artifacts["strong"], artifacts["weak"], 0.9,
-                      check_drift=HAVE_DRIFT)  # fmt: skip
+    report = validate(digits_snapshot(), artifacts["strong"], artifacts["weak"], 0.9)
     gates = _gates(report)
     assert report.passed, report.gates
     acc = gates["accuracy_vs_production"]
@@ -177,13 +177,42 @@ def test_the_drift_gate_calls_ml_drift_with_training_and_holdout_frames(
     assert report.passed is passed
 
 
-@pytest.mark.skipif(not HAVE_DRIFT, reason="ml.drift (a parallel branch) is not merged here")
 def test_the_real_drift_check_finds_no_drift_between_random_splits(
     artifacts: dict[str, Path],
 ) -> None:
     snapshot = prepare.prepare(datasets.load("sklearn:digits"), seed=0)
     gate = _gates(validate(snapshot, artifacts["strong"], None, 0.5))["data_drift"]
     assert gate["passed"] and gate["value"] <= 0.3
+
+
+@pytest.mark.parametrize(("share", "candidate"), [(0.0, "strong"), (0.5, "strong"), (0.0, "bad")])
+def test_a_report_with_the_drift_gate_merged_in_equals_one_made_with_it(
+    artifacts: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    share: float,
+    candidate: str,
+) -> None:
+    """The training step measures data_drift in a process of its own (ml.gates.with_drift)."""
+    monkeypatch.setitem(sys.modules, "ml.drift", _fake_drift(share, []))
+    s, t = digits_snapshot(), Thresholds(drift_share=0.3)
+    path = artifacts["strong"]
+    if candidate == "bad":  # fails the security scan: every other gate is skipped
+        path = Path(shutil.copytree(path, tmp_path / "bad"))
+        (path / "model.safetensors").write_bytes(b"\x80\x04pickle")
+    whole = validate(s, path, None, 0.5, thresholds=t).to_dict()
+    part = validate(s, path, None, 0.5, thresholds=t, check_drift=False).to_dict()
+    merged = with_drift(part, drift_gate(s, 0.3))
+
+    def verdicts(r: dict[str, Any]) -> list[tuple[str, bool]]:
+        return [(g["gate"], g["passed"]) for g in r["gates"]]
+
+    assert verdicts(merged) == verdicts(whole) and merged["passed"] is whole["passed"]
+    assert merged["skipped"] == whole["skipped"]
+    assert ("data_drift" in merged["skipped"]) is (candidate == "bad")
+    assert whole["passed"] is (candidate == "strong" and share == 0.0)
+    if candidate == "strong":
+        assert merged["gates"][-1] == whole["gates"][-1] == drift_gate(s, 0.3)
 
 
 def test_peak_memory_is_repeatable_and_counts_the_tensors(artifacts: dict[str, Path]) -> None:
