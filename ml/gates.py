@@ -1,6 +1,7 @@
-"""Gate records, and the ``data_drift`` gate (no torch): Evidently's import alone takes ~10 s
-here, so the training step measures this gate in a process of its own, beside the torch child
-that measures the rest, and merges the two (``with_drift``)."""
+"""Gate records, and the ``data_drift`` gate (no torch). The gate compares the holdout with the
+training inputs, so it needs no model: the training step measures it in a process of its own
+beside the torch child that trains (Evidently's import alone takes ~10 s here), and validation
+judges it at its threshold (``at_share``) and merges it into its report (``with_drift``)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ def drift_gate(snapshot: Snapshot, share: float = DRIFT_SHARE) -> dict[str, Any]
     value = float(result.share_drifted)
     detail = f"holdout vs training inputs; drifted: {list(result.drifted)[:10]}"
     return gate("data_drift", value <= share, value, share, None, detail)
+
+
+def at_share(measured: dict[str, Any], share: float) -> dict[str, Any]:
+    """A data_drift gate measured under another threshold, judged at ``share``."""
+    return {**measured, "passed": bool(measured["value"] <= share), "threshold": share}
 
 
 def with_drift(report: dict[str, Any], drift: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """model_training: the torch MLP trained in a child process (ml.job) from the snapshot, its
 safetensors artifact and manifest kept in the content-addressed store, each epoch reported as
-progress. Compensation deletes the artifact unless a registered version still references it."""
+progress; the data_drift gate is measured beside it (steps.beside). Compensation deletes the artifact unless a registered version still references it."""
 
 from __future__ import annotations
 
@@ -9,26 +9,31 @@ from typing import Any
 
 from ml import child
 from ml.errors import PermanentStepError, StepTimeout, TransientStepError
+from steps.beside import measured, start_drift
 from steps.context import PermanentFailure, StepContext, TransientFailure
 
 
 def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     work = ctx.work_dir(saga_id, "model_training", attempt)
+    snapshot = str(Path(inputs["snapshot"]).resolve())
     job = {
         "kind": "train",
         "inputs": {
-            "snapshot_dir": str(Path(inputs["snapshot"]).resolve()),
+            "snapshot_dir": snapshot,
             "hyperparameters": inputs["hyperparameters"],
             "device": "auto",
             **({"inject_nan_loss": True} if inputs.get("inject_nan_loss") else {}),
         },
     }
+    # The data_drift gate needs no model: measured now, beside the torch child.
+    drift = start_drift(snapshot, work / "drift", ctx.seconds_left())
     try:
         out = child.run_job(job, work, ctx.seconds_left(), _epochs(ctx))
     except PermanentStepError as exc:
         raise PermanentFailure(f"training failed: {exc}") from exc
     except (TransientStepError, StepTimeout) as exc:
         raise TransientFailure(f"training did not finish: {exc}") from exc
+    data_drift = measured(drift)
     art = out["artifact"]
     model_sha = ctx.artifacts.put_file(Path(art["dir"]) / art["model_file"])
     manifest_sha = ctx.artifacts.put_file(Path(art["dir"]) / art["manifest_file"])
@@ -42,6 +47,7 @@ def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) ->
         "duration_s": out["duration_s"],
         "environment": out["environment"],
         "code_revision": out["code_revision"],
+        **({"data_drift": data_drift} if data_drift is not None else {}),
     }
 
 

@@ -6,13 +6,13 @@ a permanent failure whose detail carries every gate with its measured value."""
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ml import child
 from ml.errors import PermanentStepError, StepTimeout, TransientStepError
-from ml.gates import with_drift
+from ml.gates import DRIFT_SHARE, at_share, with_drift
+from steps.beside import ignore, start_drift
 from steps.context import PermanentFailure, StepContext, TransientFailure
 
 
@@ -34,27 +34,20 @@ def production(ctx: StepContext, model_name: str) -> tuple[str, dict[str, Any]] 
     return (str(row[0]), dict(row[1])) if row else None
 
 
-def _measured(job: dict[str, Any], work: Path, ctx: StepContext) -> dict[str, Any]:
-    """The validation report: the data_drift gate measured in a process of its own, beside the
-    torch one (Evidently's import alone takes ~10 s; the two overlap on a second core)."""
+def _measured(
+    job: dict[str, Any], work: Path, ctx: StepContext, measured: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The validation report, with the data_drift gate that training measured beside it (or,
+    without one, measured now in a second child beside this one)."""
     inputs = job["inputs"]
-    drift = {
-        "kind": "drift",
-        "inputs": {"snapshot_dir": inputs["snapshot_dir"], **_share(inputs["thresholds"])},
-    }
+    share = float(inputs["thresholds"].get("drift_share", DRIFT_SHARE))
     measure = {**job, "inputs": {**inputs, "check_drift": False}}
-    with ThreadPoolExecutor(1, thread_name_prefix="drift-gate") as pool:
-        gate = pool.submit(child.run_job, drift, work / "drift", ctx.seconds_left(), _ignore)
-        report = child.run_job(measure, work, ctx.seconds_left(), _ignore)["report"]
-        return with_drift(report, gate.result()["gate"])
-
-
-def _share(thresholds: dict[str, Any]) -> dict[str, Any]:
-    return {"drift_share": thresholds["drift_share"]} if "drift_share" in thresholds else {}
-
-
-def _ignore(_: dict[str, Any]) -> None:
-    return None
+    if measured is not None:
+        report = child.run_job(measure, work, ctx.seconds_left(), ignore)["report"]
+        return with_drift(report, at_share(measured, share))
+    gate = start_drift(inputs["snapshot_dir"], work / "drift", ctx.seconds_left())
+    report = child.run_job(measure, work, ctx.seconds_left(), ignore)["report"]
+    return with_drift(report, at_share(gate.result()["gate"], share))
 
 
 def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -90,7 +83,7 @@ def run(saga_id: str, attempt: int, inputs: dict[str, Any], ctx: StepContext) ->
         },
     }
     try:
-        report = _measured(job, work, ctx)
+        report = _measured(job, work, ctx, trained.get("data_drift"))
     except PermanentStepError as exc:
         raise PermanentFailure(f"validation failed: {exc}") from exc
     except (TransientStepError, StepTimeout) as exc:

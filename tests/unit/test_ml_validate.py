@@ -15,7 +15,7 @@ import pytest
 
 from ml import datasets, prepare
 from ml.errors import InvalidJob
-from ml.gates import drift_gate, with_drift
+from ml.gates import at_share, drift_gate, with_drift
 from ml.validate import NO_BASELINE, Thresholds, ValidationReport, validate
 from tests.unit.ml_support import digits_snapshot, train_artifact
 
@@ -213,6 +213,9 @@ def test_a_report_with_the_drift_gate_merged_in_equals_one_made_with_it(
     assert whole["passed"] is (candidate == "strong" and share == 0.0)
     if candidate == "strong":
         assert merged["gates"][-1] == whole["gates"][-1] == drift_gate(s, 0.3)
+        # measured beside training (at the default threshold), judged at validation's
+        assert at_share(drift_gate(s), 0.3) == drift_gate(s, 0.3)
+        assert at_share(drift_gate(s), -1.0)["passed"] is False
 
 
 def test_peak_memory_is_repeatable_and_counts_the_tensors(artifacts: dict[str, Path]) -> None:
