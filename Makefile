@@ -30,7 +30,7 @@ demo: install
 test: install
 	@mkdir -p var; \
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit > var/test-unit.log 2>&1 & unit=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests/contract tests/integration tests/e2e; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests/contract tests/e2e tests/integration; \
 	stack=$$?; wait $$unit; unit_rc=$$?; \
 	echo "=== tests/unit (beside the stack tests): exit $$unit_rc ==="; cat var/test-unit.log; \
 	exit $$(( stack != 0 ? stack : unit_rc ))
