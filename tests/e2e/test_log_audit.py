@@ -47,14 +47,22 @@ def _fresh(s: Settings) -> None:
     services.up(s)
 
 
+def _stack_used_later(request: pytest.FixtureRequest) -> bool:
+    items = request.session.items
+    last = max(i for i, item in enumerate(items) if item.module is request.module)
+    return any("stack" in item.fixturenames for item in items[last + 1 :])
+
+
 @pytest.fixture(scope="module")
-def log_stack(stack: Settings) -> Iterator[Settings]:
+def log_stack(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """A stack whose log checks clean. Other tests may have left forged or junk records on the
-    topics (they stay for good), and this module's forgeries do: a fresh stack then."""
+    topics (they stay for good), and this module's forgeries do: a fresh stack then (after this
+    module, only for tests that follow on the same stack)."""
     if not verify_log(bootstrap(stack)).valid:
         _fresh(stack)
     yield stack
-    _fresh(stack)
+    if _stack_used_later(request):
+        _fresh(stack)
 
 
 def _relayed(s: Settings, names: list[str], per: int = 3) -> dict[str, list[Any]]:
