@@ -25,19 +25,15 @@ demo: install
 	$(BIN)/veritas up
 	$(BIN)/veritas demo
 
-# Two sessions side by side, as the stack tests mostly wait on the services: tests/unit (no
-# service), the CLI's own stack and the log audit (which forges records on its topics for good) on
-# test slot 3; everything else on the shared stack of slot 0. The reports follow one another, and
-# the exit status is the first failing session's.
-BESIDE := tests/unit tests/e2e/test_cli_lifecycle.py tests/e2e/test_log_audit.py
+# tests/unit needs no service: it runs beside the stack tests, which mostly wait on the services,
+# and its report follows theirs. The exit status is the first failing session's.
 test: install
 	@mkdir -p var; \
-	TEST_SLOT=3 $(BIN)/pytest -q -p no:cacheprovider --durations=10 $(BESIDE) > var/test-beside.log 2>&1 & beside=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests/contract tests/e2e tests/integration \
-	  $(addprefix --ignore=,$(filter-out tests/unit,$(BESIDE))); \
-	stack=$$?; wait $$beside; beside_rc=$$?; \
-	echo "=== $(BESIDE) (beside, test slot 3): exit $$beside_rc ==="; cat var/test-beside.log; \
-	exit $$(( stack != 0 ? stack : beside_rc ))
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit > var/test-unit.log 2>&1 & unit=$$!; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25 tests/contract tests/e2e tests/integration; \
+	stack=$$?; wait $$unit; unit_rc=$$?; \
+	echo "=== tests/unit (beside the stack tests): exit $$unit_rc ==="; cat var/test-unit.log; \
+	exit $$(( stack != 0 ? stack : unit_rc ))
 
 test-unit: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/contract -k "not postgres"
